@@ -1,0 +1,480 @@
+"""Reading and writing images, robustly.
+
+Every image that enters nextpatch goes through `read_image`, which returns one
+format whatever the file held: a float32 array of shape (H, W, 3) with values in
+[0, 1]. Anything that cannot be read becomes an `ImageError` naming the file;
+no decoder traceback reaches the user.
+
+Conversion rules (what "whatever the file held" means):
+
+- 8-bit data is divided by 255, 16-bit data by 65535 (PIL modes "I;16",
+  "I;16B", "I;16L" and 16-bit TIFFs). Other unsigned TIFF integers are divided
+  by 2**bits_per_sample - 1 (so 1-bit TIFFs map to 0/1); signed integers have
+  negative values clipped to 0 and are divided by the dtype's maximum.
+- PIL mode "I" (32-bit signed integer, which PIL uses for 16-bit PNG/PGM data)
+  is treated as 16-bit when its maximum value is <= 65535 (divided by 65535),
+  otherwise it is divided by 2**31 - 1. Negative values are clipped to 0.
+- Float data (PIL mode "F", float TIFFs): NaN becomes 0, +/-inf the largest /
+  smallest finite value. If the maximum is <= 1 the values are clipped to
+  [0, 1]; else if it is <= 255 they are divided by 255; else if <= 65535 by
+  65535; else by the maximum itself. Negative values are clipped to 0.
+- Grayscale is replicated to 3 channels. Gray+alpha ("LA") keeps the gray
+  channel. RGBA keeps RGB and simply drops alpha (no compositing on black or
+  white: transparent pixels keep their stored colour). Palette ("P") images
+  are expanded through their palette. CMYK is converted to RGB.
+  TIFFs with more than 4 channels keep the first 3.
+- JPEG EXIF orientation is applied, so the array is what an image viewer shows.
+- Multi-page TIFFs (and other multi-frame files): only the first page is read.
+- 16-bit RGB PNGs are reduced to 8 bits by PIL (PIL has no 16-bit RGB mode);
+  save 16-bit colour images as TIFF to keep full precision.
+- TIFF files (recognised by their magic bytes, not their suffix) are decoded
+  with tifffile, falling back to PIL if tifffile cannot decode them; all other
+  formats are decoded with PIL.
+- Images smaller than 8x8 pixels are rejected.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from nextpatch.errors import DataError, ImageError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MIN_SIZE",
+    "read_image",
+    "read_mask",
+    "list_images",
+    "expand_inputs",
+    "load_images",
+    "to_uint8",
+    "save_png",
+]
+
+#: File suffixes treated as images (matched case-insensitively).
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+#: Smallest accepted image side, in pixels.
+MIN_SIZE = 8
+
+_READ_FIX = "re-export the file as PNG or JPEG"
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_SUFFIX_LIST = ", ".join(IMAGE_SUFFIXES)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _short_reason(exc: BaseException) -> str:
+    """One short line describing a decoder exception, without the file path."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "unrecognized or corrupt image data"
+    if isinstance(exc, MemoryError):
+        return "not enough memory to decode it"
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = str(exc).strip()
+    text = text.splitlines()[0] if text else ""
+    if not text:
+        text = type(exc).__name__
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return text
+
+
+def _cannot_read(path: Path, exc: BaseException) -> ImageError:
+    return ImageError(path, f"cannot be read as an image: {_short_reason(exc)}", _READ_FIX)
+
+
+def _int_to_unit(arr: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """Integer (or bool) array -> float32 in [0, 1]. `bits` overrides the scale of unsigned data."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    info = np.iinfo(arr.dtype)
+    if info.min < 0:
+        out = np.clip(arr.astype(np.float64), 0, None) / float(info.max)
+        return out.astype(np.float32)
+    if bits is not None and 0 < bits < info.bits:
+        scale = float(2**bits - 1)
+    else:
+        scale = float(info.max)
+    return np.clip(arr.astype(np.float32) / np.float32(scale), 0.0, 1.0)
+
+
+def _float_to_unit(arr: np.ndarray) -> np.ndarray:
+    """Float array -> float32 in [0, 1] (rules in the module docstring)."""
+    a = np.asarray(arr, dtype=np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        if finite.any():
+            hi, lo = float(a[finite].max()), float(a[finite].min())
+        else:
+            hi = lo = 0.0
+        a = np.nan_to_num(a, nan=0.0, posinf=hi, neginf=lo)
+    peak = float(a.max()) if a.size else 0.0
+    if peak <= 1.0:
+        scale = 1.0
+    elif peak <= 255.0:
+        scale = 255.0
+    elif peak <= 65535.0:
+        scale = 65535.0
+    else:
+        scale = peak
+    return np.clip(a / scale, 0.0, 1.0).astype(np.float32)
+
+
+def _to_unit(arr: np.ndarray, bits: int | None = None) -> np.ndarray:
+    if arr.dtype.kind == "f":
+        return _float_to_unit(arr)
+    if arr.dtype.kind in "uib":
+        return _int_to_unit(arr, bits)
+    raise ValueError(f"unsupported pixel type {arr.dtype}")
+
+
+def _to_rgb(arr: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 2) -> gray replicated; (H, W, >=3) -> first 3 channels."""
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ValueError(f"unexpected array shape {arr.shape}")
+    channels = arr.shape[2]
+    if channels in (1, 2):  # gray or gray+alpha: keep gray
+        return np.repeat(arr[:, :, :1], 3, axis=2)
+    return arr[:, :, :3]
+
+
+def _cmyk_to_rgb(unit: np.ndarray) -> np.ndarray:
+    """(H, W, >=4) float CMYK in [0, 1] -> (H, W, 3) RGB (naive, no colour profile)."""
+    c, m, y, k = (unit[:, :, i] for i in range(4))
+    return np.stack([(1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k)], axis=2)
+
+
+# --------------------------------------------------------------------------- decoders
+
+
+def _decode_pil(path: Path) -> np.ndarray:
+    """Decode with PIL -> float32 (H, W, 3) in [0, 1]. Raises decoder exceptions as-is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # decoder chatter (bad EXIF, bomb size); failures still raise
+        with Image.open(path) as img:
+            img.load()
+            try:
+                oriented = ImageOps.exif_transpose(img)
+            except Exception:  # malformed EXIF: keep stored orientation
+                oriented = img
+            return _pil_to_unit(oriented)
+
+
+def _pil_to_unit(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode == "1":
+        unit = np.asarray(img, dtype=bool).astype(np.float32)
+    elif mode in ("L", "LA", "RGB", "RGBA", "RGBX"):
+        unit = np.asarray(img).astype(np.float32) / np.float32(255.0)
+    elif mode.startswith("I;16"):
+        arr = np.asarray(img)
+        if arr.dtype.kind == "i":  # "I;16S": signed
+            unit = _int_to_unit(arr.astype(np.int16))
+        else:
+            unit = arr.astype(np.float32) / np.float32(65535.0)
+    elif mode == "I":
+        arr = np.asarray(img).astype(np.int64)
+        peak = int(arr.max()) if arr.size else 0
+        scale = 65535.0 if peak <= 65535 else float(2**31 - 1)
+        unit = (np.clip(arr, 0, None) / scale).astype(np.float32)
+    elif mode == "F":
+        unit = _float_to_unit(np.asarray(img))
+    else:  # P, PA, CMYK, YCbCr, La, RGBa, LAB, HSV, ...
+        unit = np.asarray(img.convert("RGB")).astype(np.float32) / np.float32(255.0)
+    return _to_rgb(unit)
+
+
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's logged warnings while decoding (failures still raise)."""
+    logger = logging.getLogger("tifffile")
+    previous = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
+
+
+def _decode_tiff(path: Path) -> np.ndarray:
+    """Decode the first page of a TIFF with tifffile -> float32 (H, W, 3) in [0, 1]."""
+    import tifffile
+
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+        if len(tif.pages) == 0:
+            raise ValueError("TIFF file has no readable pages")
+        page = tif.pages[0]
+        arr = np.asarray(page.asarray())
+        axes = str(getattr(page, "axes", ""))
+        photometric = int(getattr(page, "photometric", -1))
+        bits = int(getattr(page, "bitspersample", 0)) or None
+        colormap = getattr(page, "colormap", None)
+
+    # Put samples last and drop any leading (depth/plane) axes: keep the first plane.
+    if "S" in axes and len(axes) == arr.ndim:
+        arr = np.moveaxis(arr, axes.index("S"), -1)
+        target_ndim = 3
+    elif len(axes) == arr.ndim:  # no samples axis: one value per pixel
+        target_ndim = 2
+    else:  # unknown axes: a short last axis is taken as channels
+        target_ndim = 3 if arr.ndim >= 3 and arr.shape[-1] <= 4 else 2
+    while arr.ndim > target_ndim:
+        arr = arr[0]
+
+    PALETTE, MINISWHITE, SEPARATED = 3, 0, 5  # TIFF photometric tags
+    if photometric == PALETTE and colormap is not None and arr.ndim == 2 and arr.dtype.kind in "ub":
+        cmap = np.asarray(colormap)  # (3, 2**bits), 16-bit entries
+        idx = np.clip(arr.astype(np.int64), 0, cmap.shape[1] - 1)
+        rgb = cmap.T[idx].astype(np.float32)
+        # Colormaps are 16-bit by the standard; some writers store 8-bit values (as libtiff, detect that).
+        scale = 255.0 if cmap.max() <= 255 else 65535.0
+        return np.clip(rgb / np.float32(scale), 0.0, 1.0)
+
+    unsigned_bits = bits if arr.dtype.kind == "u" else None
+    unit = _to_unit(arr, unsigned_bits)
+    if photometric == MINISWHITE:
+        unit = 1.0 - unit
+    if photometric == SEPARATED and unit.ndim == 3 and unit.shape[2] >= 4:
+        return _cmyk_to_rgb(unit).astype(np.float32)
+    return _to_rgb(unit)
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in _TIFF_MAGIC
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ImageError(path, "file not found", "check the path")
+    if path.is_dir():
+        raise ImageError(path, "is a folder, not an image file", "pass an image file")
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Decode any supported file -> float32 (H, W, 3) in [0, 1], size-checked."""
+    _check_file(path)
+    try:
+        if _is_tiff(path):
+            try:
+                unit = _decode_tiff(path)
+            except Exception as tiff_exc:
+                try:
+                    unit = _decode_pil(path)
+                except Exception:
+                    raise _cannot_read(path, tiff_exc) from tiff_exc
+        else:
+            unit = _decode_pil(path)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise _cannot_read(path, exc) from exc
+
+    h, w = unit.shape[:2]
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ImageError(
+            path, f"image is {w}x{h}, smaller than {MIN_SIZE}x{MIN_SIZE}", "use images of at least 8x8 pixels"
+        )
+    return np.ascontiguousarray(unit, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read one image file.
+
+    Args:
+        path: a PNG, JPEG, BMP or TIFF file (the decoder is chosen by content).
+
+    Returns:
+        float32 array of shape (H, W, 3), values in [0, 1]. See the module
+        docstring for how bit depths, alpha, palettes, CMYK and floats map.
+
+    Raises:
+        ImageError: the file is missing, is not a decodable image (corrupt,
+            truncated, unknown format), or is smaller than 8x8 pixels.
+    """
+    return _decode(Path(path))
+
+
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a ground-truth defect mask.
+
+    Any pixel with a nonzero value in any colour channel is a defect (alpha is
+    ignored, like in `read_image`). Use lossless files (PNG): JPEG noise turns
+    near-black pixels into defects.
+
+    Args:
+        path: mask image file.
+        shape: (H, W) of the image the mask belongs to, or None to skip the check.
+
+    Returns:
+        bool array of shape (H, W); True = defect.
+
+    Raises:
+        ImageError: unreadable file, or a size that differs from `shape`.
+    """
+    path = Path(path)
+    unit = _decode(path)
+    h, w = unit.shape[:2]
+    if shape is not None:
+        H, W = int(shape[0]), int(shape[1])
+        if (h, w) != (H, W):
+            raise ImageError(
+                path, f"mask is {w}x{h} but its image is {W}x{H}", "masks must have the same size as their image"
+            )
+    return (unit > 0).any(axis=2)
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = (path.name,)
+    return any(p.startswith(".") for p in parts)
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """List the image files of a folder.
+
+    Args:
+        folder: folder to scan.
+        recursive: also scan subfolders (hidden subfolders are skipped).
+
+    Returns:
+        Sorted list of paths whose suffix is in IMAGE_SUFFIXES (any case),
+        skipping hidden files (names starting with ".").
+
+    Raises:
+        DataError: the folder is missing, is not a folder, or holds no images.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"{folder}: folder not found")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    found = sorted(
+        p for p in candidates if _is_image_name(p) and not _is_hidden(p, folder) and p.is_file()
+    )
+    if not found:
+        where = " (including subfolders)" if recursive else ""
+        raise DataError(f"{folder}: no images found{where} (looked for {_SUFFIX_LIST})")
+    return found
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Turn command-line inputs (image files and/or folders) into image paths.
+
+    Folders are expanded recursively (sorted); files must have an image suffix.
+    Duplicates (same resolved file) are dropped, keeping the first occurrence.
+
+    Returns:
+        list of image paths in input order.
+
+    Raises:
+        DataError: no inputs, a missing path, a non-image file, or a folder
+            without images.
+    """
+    if not inputs:
+        raise DataError("no input images given (pass image files or folders)")
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths = list_images(p, recursive=True)
+        elif p.is_file():
+            if not _is_image_name(p):
+                raise DataError(f"{p}: not an image file (expected one of {_SUFFIX_LIST})")
+            paths = [p]
+        elif p.exists():
+            raise DataError(f"{p}: not a regular file or folder")
+        else:
+            raise DataError(f"{p}: no such file or folder")
+        for q in paths:
+            key = q.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(q)
+    return out
+
+
+def load_images(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, np.ndarray]], list[ImageError]]:
+    """Read many images; a bad one does not stop the others.
+
+    Returns:
+        (loaded, errors): `loaded` holds (path, float32 (H, W, 3) array) for each
+        readable image in input order; `errors` holds one ImageError per failure.
+    """
+    loaded: list[tuple[Path, np.ndarray]] = []
+    errors: list[ImageError] = []
+    for item in paths:
+        p = Path(item)
+        try:
+            loaded.append((p, read_image(p)))
+        except ImageError as err:
+            errors.append(err)
+    return loaded, errors
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] (any shape) -> uint8 in [0, 255], rounded.
+
+    uint8 input is returned unchanged; bool input maps to 0/255; values outside
+    [0, 1] are clipped and NaN becomes 0.
+    """
+    a = np.asarray(img)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * np.uint8(255)
+    f = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.round(np.clip(f, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def save_png(path: str | Path, array: np.ndarray) -> Path:
+    """Write an image as 8-bit PNG, creating parent folders.
+
+    Args:
+        path: output file (written as PNG whatever its suffix).
+        array: (H, W) or (H, W, 3) float in [0, 1], uint8, or bool;
+            (H, W, 1) is treated as (H, W).
+
+    Returns:
+        the written path.
+
+    Raises:
+        ValueError: the array shape is not an image.
+        ImageError: the file cannot be written.
+    """
+    path = Path(path)
+    a = to_uint8(array)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
+        raise ValueError(f"save_png expects (H, W) or (H, W, 3), got shape {a.shape}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(a)).save(path, format="PNG")
+    except OSError as exc:
+        reason = f"cannot be written: {_short_reason(exc)}"
+        raise ImageError(path, reason, "check that the output folder is writable") from exc
+    return path
