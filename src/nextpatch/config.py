@@ -1,0 +1,136 @@
+"""Configuration: what the model is (`ModelConfig`) and how it is trained (`TrainConfig`).
+
+Both are plain dataclasses, saved as JSON next to the weights. A config file given to
+`nextpatch train --config FILE` is JSON or TOML with optional `[model]` and `[train]` tables; unknown
+keys are an error (a typo must not be silently ignored).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DIRECTIONS = ("right", "left", "down", "up")
+"""Prediction directions: "right" predicts patch (i, j) from (i, j-2), (i, j-1), i.e. along a row
+left-to-right (the paper's forward pass); "left" is the backward pass; "down"/"up" do the same on columns."""
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 256          # S: images are resized to S x S for the model
+    patch_size: int = 32           # p: the patch grid is (S/p) x (S/p)
+    token_size: int = 8            # t: a patch holds (p/t)^2 tokens of t x t pixels
+    width: int = 128               # D of every ViT
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    encoder_depth: int = 2         # generator Encoder1 / Encoder2
+    decoder_depth: int = 2         # generator decoder (self-attention over queries + cross-attention to F1, F2)
+    comparator_depth: int = 2      # Siamese Encoder3
+    comparator_dim: int = 64       # output feature size of the comparator's projection head
+    directions: tuple[str, ...] = DIRECTIONS
+    fusion: str = "min"            # how the predictions of one token are fused: "min" or "mean"
+    distance: str = "comparator"   # "comparator" (1 - cosine of Siamese features) or "pixel" (ablation: L2 of pixels)
+    smoothing_sigma: float = 4.0   # Gaussian sigma of the anomaly map, in pixels at image_size
+    score_topk: float = 0.0        # 0: image score = max of the map; >0: mean of that fraction of top pixels
+
+    def validate(self) -> "ModelConfig":
+        self.directions = tuple(self.directions)
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.patch_size % self.token_size:
+            raise ConfigError(f"patch_size {self.patch_size} is not a multiple of token_size {self.token_size}")
+        if self.image_size // self.patch_size < 3:
+            raise ConfigError("the patch grid needs at least 3 patches per side (image_size >= 3 * patch_size)")
+        if self.width % self.heads:
+            raise ConfigError(f"width {self.width} is not divisible by heads {self.heads}")
+        bad = [d for d in self.directions if d not in DIRECTIONS]
+        if bad or not self.directions:
+            raise ConfigError(f"directions must be a non-empty subset of {DIRECTIONS}, got {self.directions}")
+        if self.fusion not in ("min", "mean"):
+            raise ConfigError(f"fusion must be 'min' or 'mean', got {self.fusion!r}")
+        if self.distance not in ("comparator", "pixel"):
+            raise ConfigError(f"distance must be 'comparator' or 'pixel', got {self.distance!r}")
+        return self
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def tokens_per_side(self) -> int:
+        return self.patch_size // self.token_size
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 0                # > 0: each stage makes this many passes over the images (overrides steps)
+    steps: int = 300               # stage 1 (pattern generation) optimisation steps
+    comparator_steps: int = 600    # stage 2 (pattern comparison) optimisation steps
+    batch_size: int = 4            # stage 1 images per step
+    comparator_batch_size: int = 8 # stage 2 images per step
+    triplets_per_image: int = 96   # random triplets per image and step (all of them at inference)
+    cache_images: int = 256        # stage 2 caches the generator's predictions for at most this many images
+    anomaly_probability: float = 0.5  # share of stage-2 images that get a synthetic defect
+    comparator_augment: bool = True   # stage 2: random turns/mirrors of patch pairs, brightness/contrast jitter
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    contrastive_margin: float = 1.0
+    max_shift: int = 8             # random translation (pixels at image_size) for augmentation
+    flips: bool = False            # random flips: good for textures, wrong for aligned objects
+    calibration_fraction: float = 0.15  # good images held out to calibrate scores and the threshold
+    min_calibration_images: int = 3
+    threshold_sigma: float = 3.0   # threshold = mean + k * std of held-out normal scores ...
+    false_reject_rate: float | None = None  # ... or the (1 - rate) quantile of them, when set
+    init_checkpoint: str | None = None  # local ViT checkpoint (timm / DINOv2 layout) to initialise the encoders
+    seed: int = 0
+    threads: int = 0               # torch threads; 0 = torch's default
+    device: str = "auto"           # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        unknown = set(data) - {"model", "train"}
+        if unknown:
+            raise ConfigError(f"unknown config section(s): {sorted(unknown)} (expected 'model' and 'train')")
+        return cls(model=_build(ModelConfig, data.get("model", {})).validate(),
+                   train=_build(TrainConfig, data.get("train", {})))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Config":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            text = path.read_text()
+            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+
+def _build(kind: type, values: dict[str, Any]):
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown {kind.__name__} key(s): {sorted(unknown)}; valid keys: {sorted(names)}")
+    try:
+        return kind(**values)
+    except TypeError as exc:
+        raise ConfigError(f"bad {kind.__name__}: {exc}") from None

@@ -1,0 +1,291 @@
+"""The paper's network in plain torch: pattern generation + Siamese pattern comparison.
+
+`PatternNet` holds no training glue and no I/O; it maps images to a token-level anomaly map and the
+image the generator expected, so it can be exported on its own.
+
+Vocabulary (shapes below use these letters):
+- N images, S x S pixels each (S = image_size).
+- The image is cut into a G x G grid of patches of p x p pixels, P = G*G patches.
+- A patch is s x s tokens of t x t pixels, n = s*s tokens, Dt = t*t*3 values per token.
+- A *triplet* (far, near, target) is three consecutive patches along a row or column. The generator
+  predicts `target` from `near` (Encoder2) and `far` (Encoder1). Direction "right" is the paper's forward
+  pass, (i, j-2), (i, j-1) -> (i, j); "left" is its backward pass; "down"/"up" run along columns.
+  T = number of triplets over all directions (4 * G * (G-2) for all four).
+- D is the ViT width, Dc the comparator's feature size.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import DIRECTIONS, ModelConfig
+from .vit import Block, ViTEncoder, init_weights
+
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed pixel normalisation: inputs are in [0, 1]
+
+_STEP = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
+
+
+def triplet_table(grid: int, directions: tuple[str, ...]) -> torch.Tensor:
+    """All triplets of a grid x grid patch grid: (T, 4) long tensor of (far, near, target, direction id).
+
+    Patch (i, j) has index i * grid + j. The direction id indexes `DIRECTIONS`.
+    """
+    rows = []
+    for name in directions:
+        di, dj = _STEP[name]
+        for i in range(grid):
+            for j in range(grid):
+                fi, fj = i - 2 * di, j - 2 * dj
+                if 0 <= fi < grid and 0 <= fj < grid:
+                    rows.append((fi * grid + fj, (i - di) * grid + (j - dj), i * grid + j, DIRECTIONS.index(name)))
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class PatternNet(nn.Module):
+    """Pattern generation network (Encoder1, Encoder2, decoder) + pattern comparison network (Encoder3)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        g, s, t, d = cfg.grid, cfg.tokens_per_side, cfg.token_size, cfg.width
+        n, token_dim = s * s, t * t * 3
+        vit = dict(token_dim=token_dim, num_tokens=n, dim=d, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio)
+
+        # Pattern generation: two encoders, one decoder that predicts pixels.
+        self.encoder1 = ViTEncoder(depth=cfg.encoder_depth, **vit)  # reads the far patch
+        self.encoder2 = ViTEncoder(depth=cfg.encoder_depth, **vit)  # reads the near patch
+        self.patch_pos = nn.Parameter(torch.zeros(g * g, d))  # where in the image a patch lies
+        self.direction_embed = nn.Parameter(torch.zeros(len(DIRECTIONS), d))
+        self.memory_slot = nn.Parameter(torch.zeros(2, d))  # marks far (0) and near (1) memory tokens
+        self.query_tokens = nn.Parameter(torch.zeros(n, d))  # one learned query per token of the target
+        self.decoder_blocks = nn.ModuleList(
+            Block(dim=d, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, cross=True) for _ in range(cfg.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(d, eps=1e-6)
+        self.decoder_pred = nn.Linear(d, token_dim)
+
+        # Pattern comparison: one Siamese encoder applied to predicted and real patches alike.
+        self.comparator = ViTEncoder(depth=cfg.comparator_depth, **vit)
+        self.comparator_head = nn.Linear(d, cfg.comparator_dim)
+
+        self.register_buffer("triplets", triplet_table(g, cfg.directions), persistent=False)
+        self.register_buffer("smoothing", gaussian_kernel1d(cfg.smoothing_sigma), persistent=False)
+        init_weights(self)
+        for p in (self.patch_pos, self.direction_embed, self.memory_slot, self.query_tokens):
+            nn.init.trunc_normal_(p, std=0.02)
+
+    @property
+    def num_triplets(self) -> int:
+        return self.triplets.shape[0]
+
+    # ----------------------------------------------------------------------------------- patches
+    def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
+        """imgs: (N, 3, S, S) in [0, 1] -> normalised tokens (N, P, n, Dt)."""
+        g, s, t = self.cfg.grid, self.cfg.tokens_per_side, self.cfg.token_size
+        x = (imgs - PIXEL_MEAN) / PIXEL_STD
+        x = x.reshape(x.shape[0], 3, g, s, t, g, s, t)
+        x = torch.einsum("ncgsthuv->nghsutvc", x)  # (N, gi, gj, si, sj, ti, tj, C)
+        return x.reshape(x.shape[0], g * g, s * s, t * t * 3)
+
+    def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens: (N, P, n, Dt) normalised -> imgs (N, 3, S, S) in pixel units (not clamped)."""
+        g, s, t = self.cfg.grid, self.cfg.tokens_per_side, self.cfg.token_size
+        x = tokens.reshape(tokens.shape[0], g, g, s, s, t, t, 3)
+        x = torch.einsum("nghsutvc->ncgsthuv", x)
+        return x.reshape(x.shape[0], 3, g * s * t, g * s * t) * PIXEL_STD + PIXEL_MEAN
+
+    def token_grid(self, values: torch.Tensor) -> torch.Tensor:
+        """values per token (N, P, n) -> map at token resolution (N, G*s, G*s)."""
+        g, s = self.cfg.grid, self.cfg.tokens_per_side
+        x = values.reshape(values.shape[0], g, g, s, s).permute(0, 1, 3, 2, 4)
+        return x.reshape(values.shape[0], g * s, g * s)
+
+    # ---------------------------------------------------------------------------- generation
+    def forward_encoders(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (N, P, n, Dt) -> F1, F2: (N, P, n, D), every patch through Encoder1 and Encoder2.
+
+        Each patch is context for several triplets; encoding each once serves them all.
+        """
+        n_img, n_patch, n_tok, token_dim = tokens.shape
+        flat = tokens.reshape(n_img * n_patch, n_tok, token_dim)
+        pos = self.patch_pos.repeat(n_img, 1).unsqueeze(1)  # (N*P, 1, D)
+        f1 = self.encoder1(flat, pos).reshape(n_img, n_patch, n_tok, -1)
+        f2 = self.encoder2(flat, pos).reshape(n_img, n_patch, n_tok, -1)
+        return f1, f2
+
+    def forward_decoder(self, f1: torch.Tensor, f2: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """Predict target patches. f1, f2: (N, P, n, D); which: (N, K) triplet ids -> (N, K, n, Dt)."""
+        n_img, k = which.shape
+        n_tok, d = f1.shape[2], f1.shape[3]
+        far, near, target, direction = self.triplets[which].unbind(-1)  # each (N, K)
+        batch = torch.arange(n_img, device=which.device).unsqueeze(1)
+        x = self.query_tokens + (self.patch_pos[target] + self.direction_embed[direction]).unsqueeze(2)
+        x = x.reshape(n_img * k, n_tok, d)  # (N*K, n, D)
+        mem_far, mem_near = f1 + self.memory_slot[0], f2 + self.memory_slot[1]
+        for block in self.decoder_blocks:
+            # project every patch's memory once, then gather per triplet: (N, K, 2n, 2D)
+            kv = torch.cat([block.memory_kv(mem_far)[batch, far], block.memory_kv(mem_near)[batch, near]], dim=2)
+            x = block(x, kv.reshape(n_img * k, 2 * n_tok, 2 * d))
+        return self.decoder_pred(self.decoder_norm(x)).reshape(n_img, k, n_tok, -1)
+
+    # ---------------------------------------------------------------------------- comparison
+    def forward_comparator(self, tokens: torch.Tensor, patch_index: torch.Tensor) -> torch.Tensor:
+        """tokens (N, K, n, Dt) of patches at grid positions patch_index (N, K) -> unit features (N, K, n, Dc)."""
+        n_img, k, n_tok, token_dim = tokens.shape
+        pos = self.patch_pos[patch_index].reshape(n_img * k, 1, -1)
+        feats = self.comparator_head(self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos))
+        return F.normalize(feats, dim=-1).reshape(n_img, k, n_tok, -1)
+
+    def distance(self, pred: torch.Tensor, real: torch.Tensor, patch_index: torch.Tensor,
+                 real_feats: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-token distance between predicted and real patches: (N, K, n, Dt) x2 -> (N, K, n).
+
+        "comparator": 1 - cosine of the Siamese features (the paper). "pixel": mean squared pixel error.
+        `real_feats` may pass precomputed comparator features of `real`.
+        """
+        if self.cfg.distance == "pixel":
+            return (pred - real).pow(2).mean(-1)
+        if real_feats is None:
+            real_feats = self.forward_comparator(real, patch_index)
+        return 1.0 - (self.forward_comparator(pred, patch_index) * real_feats).sum(-1)
+
+    # ----------------------------------------------------------------------------- inference
+    def fuse(self, dist: torch.Tensor) -> torch.Tensor:
+        """Per-triplet distances of all T triplets (N, T, n) -> one distance per token (N, P, n).
+
+        Bi-directional inference: a token predicted from several directions takes the min (or mean)
+        of its distances, so a defect in one direction's context does not condemn a normal patch.
+        Patches no direction reaches (only with a reduced set of directions) get 0.
+        """
+        n_img, _, n_tok = dist.shape
+        n_patch = self.cfg.grid ** 2
+        _, _, target, direction = self.triplets.unbind(-1)
+        slot = direction * n_patch + target  # (T,) position in a dense (directions x patches) table
+        dense = dist.new_full((n_img, len(DIRECTIONS) * n_patch, n_tok), float("nan"))
+        dense[:, slot] = dist
+        dense = dense.reshape(n_img, len(DIRECTIONS), n_patch, n_tok)
+        if self.cfg.fusion == "min":
+            fused = dense.nan_to_num(nan=float("inf")).amin(dim=1)
+            return torch.where(torch.isinf(fused), torch.zeros_like(fused), fused)
+        return dense.nanmean(dim=1).nan_to_num(nan=0.0)
+
+    def assemble_expected(self, pred: torch.Tensor) -> torch.Tensor:
+        """Predicted tokens of all T triplets (N, T, n, Dt) -> the expected image (N, 3, S, S) in [0, 1].
+
+        Each patch is the mean of its predictions; a patch no direction reaches is left mid-grey.
+        """
+        target = self.triplets[:, 2]
+        n_patch = self.cfg.grid ** 2
+        total = pred.new_zeros(pred.shape[0], n_patch, *pred.shape[2:]).index_add_(1, target, pred)
+        count = torch.bincount(target, minlength=n_patch).clamp(min=1).to(pred.dtype)
+        return self.unpatchify(total / count.view(1, -1, 1, 1)).clamp(0, 1)
+
+    def smooth(self, token_map: torch.Tensor) -> torch.Tensor:
+        """Token-resolution map (N, h, w) -> pixel map (N, S, S): bilinear upsampling, Gaussian smoothing."""
+        size = self.cfg.image_size
+        x = F.interpolate(token_map.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
+        k = self.smoothing.to(x.dtype)
+        r = k.numel() // 2
+        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+        x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+        return x.squeeze(1)
+
+    def predict_triplets(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Every triplet's prediction: tokens (N, P, n, Dt) -> predicted target tokens (N, T, n, Dt)."""
+        which = torch.arange(self.num_triplets, device=tokens.device).expand(tokens.shape[0], -1)
+        return self.forward_decoder(*self.forward_encoders(tokens), which)
+
+    def forward(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """imgs (N, 3, S, S) in [0, 1] -> (anomaly map (N, S, S), expected image (N, 3, S, S))."""
+        tokens = self.patchify(imgs)
+        n_img = imgs.shape[0]
+        pred = self.predict_triplets(tokens)  # (N, T, n, Dt)
+        all_patches = torch.arange(self.cfg.grid ** 2, device=imgs.device).expand(n_img, -1)
+        target = self.triplets[:, 2].expand(n_img, -1)
+        real_feats = None
+        if self.cfg.distance == "comparator":
+            real_feats = self.forward_comparator(tokens, all_patches)[:, self.triplets[:, 2]]
+        dist = self.distance(pred, tokens[:, self.triplets[:, 2]], target, real_feats)
+        return self.smooth(self.token_grid(self.fuse(dist))), self.assemble_expected(pred)
+
+    # ------------------------------------------------------------------------------ training
+    def sample_triplets(self, n_img: int, k: int, device=None) -> torch.Tensor:
+        """K distinct random triplet ids per image: (N, K)."""
+        k = min(k, self.num_triplets)
+        return torch.rand(n_img, self.num_triplets, device=device).argsort(dim=1)[:, :k]
+
+    def generator_loss(self, clean: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """Stage 1, pattern generation: pixel loss (L1 + L2) of the predicted target patches.
+
+        clean: (N, 3, S, S) normal images in [0, 1]; which: (N, K) triplet ids.
+        """
+        tokens = self.patchify(clean)
+        pred = self.forward_decoder(*self.forward_encoders(tokens), which)
+        real = tokens[torch.arange(len(which), device=which.device).unsqueeze(1), self.triplets[which, 2]]
+        return (pred - real).abs().mean() + (pred - real).pow(2).mean()
+
+    def comparator_loss(self, pred: torch.Tensor, real: torch.Tensor, label: torch.Tensor,
+                        which: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+        """Stage 2, pattern comparison: contrastive loss per token.
+
+        pred: (N, K, n, Dt) generator predictions (of the clean image) for triplets `which` (N, K);
+        real: (N, P, n, Dt) tokens of the same images carrying synthetic defects; label: (N, P, n) the
+        defect fraction of each token (see `token_labels`).
+        Tokens without defect are positive pairs (distance -> 0), defect tokens negative pairs
+        (distance -> >= margin); each side is averaged on its own so rare defects weigh as much as normals.
+        """
+        target = self.triplets[which, 2]
+        batch = torch.arange(len(which), device=which.device).unsqueeze(1)
+        real_feats = None
+        if self.cfg.distance == "comparator":  # encode each real patch once, then gather per triplet
+            every = torch.arange(real.shape[1], device=which.device).expand(len(which), -1)
+            real_feats = self.forward_comparator(real, every)[batch, target]
+        dist = self.distance(pred, real[batch, target], target, real_feats)
+        normal, anomalous = 1 - label[batch, target], label[batch, target]
+        pull = (normal * dist.pow(2)).sum() / normal.sum().clamp(min=1)
+        push = (anomalous * F.relu(margin - dist).pow(2)).sum() / anomalous.sum().clamp(min=1)
+        return pull + push
+
+    def transform_patches(self, tokens: torch.Tensor, rotations: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        """Rotate (k * 90 degrees) and/or mirror every patch in place on the grid, per image.
+
+        tokens (N, ..., n, Dt) or per-token values (N, ..., n); rotations, flips: (N,) ints / bools.
+        Token grid and pixels inside tokens turn together, so a pair (prediction, real patch) stays aligned.
+        """
+        s, t = self.cfg.tokens_per_side, self.cfg.token_size
+        pixels = tokens.dim() >= 3 and tokens.shape[-1] == t * t * 3
+        lead = tokens.shape[:-2] if pixels else tokens.shape[:-1]
+        x = tokens.reshape(*lead, s, s, t, t, 3) if pixels else tokens.reshape(*lead, s, s)
+        grid = (len(lead), len(lead) + 1)
+        inner = (len(lead) + 2, len(lead) + 3)
+        out = []
+        for i in range(x.shape[0]):
+            xi = x[i:i + 1]
+            if flips[i]:
+                xi = xi.flip(grid[1]).flip(inner[1]) if pixels else xi.flip(grid[1])
+            k = int(rotations[i])
+            if k:
+                xi = torch.rot90(xi, k, grid)
+                if pixels:
+                    xi = torch.rot90(xi, k, inner)
+            out.append(xi)
+        return torch.cat(out).reshape(tokens.shape)
+
+    def token_labels(self, mask: torch.Tensor) -> torch.Tensor:
+        """mask (N, 1, S, S) -> fraction of defect pixels in each token (N, P, n)."""
+        s, t = self.cfg.tokens_per_side, self.cfg.token_size
+        g = self.cfg.grid
+        frac = F.avg_pool2d(mask, t)  # (N, 1, G*s, G*s)
+        frac = frac.reshape(mask.shape[0], g, s, g, s).permute(0, 1, 3, 2, 4)
+        return frac.reshape(mask.shape[0], g * g, s * s)

@@ -1,0 +1,161 @@
+"""Shapes and wiring of the paper's parts: encoders, decoder, Siamese comparator, bi-directional fusion."""
+import pytest
+import torch
+
+from nextpatch.config import DIRECTIONS, ModelConfig
+from nextpatch.errors import ConfigError
+from nextpatch.model.torch_model import PatternNet, triplet_table
+from nextpatch.model.vit import ViTEncoder
+
+SMALL = dict(image_size=64, patch_size=16, token_size=4, width=32, heads=2, comparator_dim=16)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return PatternNet(ModelConfig(**SMALL)).eval()
+
+
+def test_vit_encoder_shapes():
+    enc = ViTEncoder(token_dim=48, num_tokens=16, dim=32, depth=2, heads=4)
+    assert enc(torch.rand(5, 16, 48)).shape == (5, 16, 32)
+
+
+def test_patchify_roundtrip_and_layout(net):
+    imgs = torch.rand(2, 3, 64, 64)
+    tokens = net.patchify(imgs)
+    assert tokens.shape == (2, 16, 16, 4 * 4 * 3)  # (N, P, n, Dt): 4x4 grid, 4x4 tokens of 4x4 px
+    assert torch.allclose(net.unpatchify(tokens), imgs, atol=1e-6)
+    # patch 5 is grid cell (1, 1): pixels [16:32, 16:32]; its token 0 is the top-left 4x4 block
+    expected = (imgs[0, :, 16:20, 16:20].permute(1, 2, 0).reshape(-1) - 0.5) / 0.25
+    assert torch.allclose(tokens[0, 5, 0], expected, atol=1e-6)
+
+
+def test_triplets_are_consecutive_patches():
+    table = triplet_table(4, DIRECTIONS)
+    assert len(table) == 4 * 4 * 2  # each direction: G rows x (G - 2) targets
+    for far, near, target, direction in table.tolist():
+        (fi, fj), (ni, nj), (ti, tj) = divmod(far, 4), divmod(near, 4), divmod(target, 4)
+        assert (ni - fi, nj - fj) == (ti - ni, tj - nj)  # equal steps: a straight line of three patches
+        assert abs(ti - ni) + abs(tj - nj) == 1
+        if DIRECTIONS[direction] == "right":
+            assert tj == nj + 1  # forward pass along a row predicts the patch to the right
+
+
+def test_generator_and_comparator_shapes(net):
+    imgs = torch.rand(2, 3, 64, 64)
+    tokens = net.patchify(imgs)
+    f1, f2 = net.forward_encoders(tokens)
+    assert f1.shape == f2.shape == (2, 16, 16, 32)
+    which = torch.tensor([[0, 3, 5], [1, 2, 7]])
+    pred = net.forward_decoder(f1, f2, which)
+    assert pred.shape == (2, 3, 16, 48)  # predicted pixels of 3 target patches
+    feats = net.forward_comparator(pred, net.triplets[which, 2])
+    assert feats.shape == (2, 3, 16, 16)
+    assert torch.allclose(feats.norm(dim=-1), torch.ones(2, 3, 16), atol=1e-5)
+
+
+def test_comparator_is_siamese(net):
+    """One encoder with shared weights: identical patches have distance 0, whatever they are."""
+    tokens = net.patchify(torch.rand(1, 3, 64, 64))[:, :4]
+    where = torch.arange(4).unsqueeze(0)
+    d = net.distance(tokens, tokens.clone(), where)
+    assert d.abs().max() < 1e-5
+    other = net.patchify(torch.rand(1, 3, 64, 64))[:, :4]
+    assert net.distance(tokens, other, where).mean() > 1e-3
+
+
+def test_prediction_depends_on_context(net):
+    """The decoder reads Encoder1/Encoder2 features: changing a context patch changes the prediction."""
+    imgs = torch.rand(1, 3, 64, 64)
+    far, near, target, _ = net.triplets[0].tolist()
+    which = torch.tensor([[0]])
+    base = net.forward_decoder(*net.forward_encoders(net.patchify(imgs)), which)
+    for ctx in (far, near):
+        changed = imgs.clone()
+        i, j = divmod(ctx, 4)
+        changed[:, :, i * 16:(i + 1) * 16, j * 16:(j + 1) * 16] = torch.rand(1, 3, 16, 16)
+        other = net.forward_decoder(*net.forward_encoders(net.patchify(changed)), which)
+        assert (other - base).abs().max() > 1e-4
+
+
+def test_bidirectional_fusion_covers_borders():
+    cfg = ModelConfig(**SMALL, directions=("right",))
+    forward_only = PatternNet(cfg)
+    dist = torch.ones(1, forward_only.num_triplets, 16)
+    fused = forward_only.token_grid(forward_only.fuse(dist))  # (1, 16, 16) token map
+    assert fused[0, :, :8].eq(0).all()  # the first two patch columns are never a target going right
+    both = PatternNet(ModelConfig(**SMALL))
+    fused = both.token_grid(both.fuse(torch.ones(1, both.num_triplets, 16)))
+    assert fused.eq(1).all()  # every token, corners included, is predicted from some direction
+
+
+def test_fusion_min_ignores_a_bad_direction():
+    net = PatternNet(ModelConfig(**SMALL, fusion="min"))
+    dist = torch.full((1, net.num_triplets, 16), 0.1)
+    dist[0, net.triplets[:, 3] == DIRECTIONS.index("right")] = 5.0  # one direction's context was defective
+    assert torch.allclose(net.fuse(dist), torch.full((1, 16, 16), 0.1))
+    mean = PatternNet(ModelConfig(**SMALL, fusion="mean"))
+    assert mean.fuse(dist).max() > 0.1
+
+
+def test_forward_outputs(net):
+    amap, expected = net(torch.rand(2, 3, 64, 64))
+    assert amap.shape == (2, 64, 64) and expected.shape == (2, 3, 64, 64)
+    assert expected.min() >= 0 and expected.max() <= 1
+
+
+def test_token_labels_and_stage_losses(net):
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, :4, :4] = 1  # exactly token 0 of patch 0
+    labels = net.token_labels(mask)
+    assert labels.shape == (2, 16, 16) and labels[:, 0, 0].eq(1).all() and labels.sum() == 2
+
+    net.train()
+    imgs = torch.rand(2, 3, 64, 64)
+    which = net.sample_triplets(2, 8)
+    assert which.shape == (2, 8) and all(len(set(row.tolist())) == 8 for row in which)
+    net.generator_loss(imgs, which).backward()
+    assert net.encoder1.patch_embed.weight.grad is not None and net.decoder_pred.weight.grad is not None
+    assert net.comparator.patch_embed.weight.grad is None  # stage 1 touches the generator only
+    net.zero_grad(set_to_none=True)
+
+    with torch.no_grad():
+        pred = net.predict_triplets(net.patchify(imgs))[torch.arange(2).unsqueeze(1), which]
+    net.comparator_loss(pred, net.patchify(imgs), net.token_labels(mask), which).backward()
+    assert net.comparator.patch_embed.weight.grad is not None
+    assert net.encoder1.patch_embed.weight.grad is None  # stage 2 touches the comparator only
+    net.zero_grad(set_to_none=True)
+    net.eval()
+
+
+def test_contrastive_loss_pulls_normals_and_pushes_defects(net):
+    """With identical predicted and real patches, a clean batch costs ~0 and a defect costs ~margin^2."""
+    imgs = torch.rand(1, 3, 64, 64)
+    which = torch.arange(net.num_triplets).unsqueeze(0)
+    tokens = net.patchify(imgs)
+    pred = tokens[:, net.triplets[:, 2]]
+    none, full = torch.zeros(1, 16, 16), torch.ones(1, 16, 16)
+    assert net.comparator_loss(pred, tokens, none, which).item() < 1e-6
+    assert net.comparator_loss(pred, tokens, full, which, margin=1.0).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_patch_transforms_keep_pairs_aligned(net):
+    """Turning/mirroring patches in token space equals turning/mirroring the patch's pixels."""
+    imgs = torch.rand(2, 3, 64, 64)
+    tokens = net.patchify(imgs)
+    rot, flip = torch.tensor([1, 3]), torch.tensor([False, True])
+    moved = net.unpatchify(net.transform_patches(tokens, rot, flip))
+    for i in range(2):
+        patch = imgs[i, :, 16:32, 32:48]  # grid cell (1, 2)
+        want = torch.rot90(patch.flip(-1) if flip[i] else patch, int(rot[i]), (1, 2))
+        assert torch.allclose(moved[i, :, 16:32, 32:48], want, atol=1e-6)
+    labels = torch.arange(16.).expand(2, 16, 16)
+    assert net.transform_patches(labels, rot, flip).shape == (2, 16, 16)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError):
+        ModelConfig(image_size=100, patch_size=32).validate()
+    with pytest.raises(ConfigError):
+        ModelConfig(directions=("sideways",)).validate()
