@@ -1,0 +1,153 @@
+"""The benchmark behind the README's table: train the default config per suite category, evaluate, time it.
+
+    python benchmarks/suite.py --out benchmarks/out            # whole suite (builds the data if needed)
+    python benchmarks/suite.py --categories woven pcb --steps 200
+
+Each category trains in its own subprocess so its peak memory (max RSS) is its own. Per category:
+image AUROC, pixel AUROC, AUPRO@30%, F1-max, train seconds, predict ms/image (median over single-image
+calls, model loaded once, batch 1), peak memory. Ablations reuse the trained weights and change only
+inference: forward-only (the paper's single direction), rows-only (forward + backward), mean instead
+of min fusion, and pixel L2 instead of the Siamese comparator.
+Writes OUT/results.json and OUT/results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+ABLATIONS = {
+    "forward only (paper's single direction)": {"directions": ("right",)},
+    "rows only (forward + backward)": {"directions": ("right", "left")},
+    "mean fusion instead of min": {"fusion": "mean"},
+    "pixel L2 instead of Siamese comparator": {"distance": "pixel"},
+}
+METRICS = ("image_auroc", "pixel_auroc", "aupro")
+
+
+def run_category(category: Path, out: Path, config_file: str | None, steps: int | None, seed: int) -> dict:
+    """Train + evaluate one category in this process; returns the result row."""
+    import numpy as np
+    import torch
+
+    from nextpatch.config import Config
+    from nextpatch.data.io import read_image
+    from nextpatch.data.layouts import test_samples
+    from nextpatch.detector import Detector
+    from nextpatch.evaluate import evaluate_category
+
+    config = Config.from_file(config_file) if config_file else Config()
+    if steps:
+        config.train.steps, config.train.comparator_steps, config.train.epochs = steps, 2 * steps, 0
+    config.train.seed = seed
+    start = time.perf_counter()
+    detector = Detector(config).fit(category)
+    train_s = time.perf_counter() - start
+    result = evaluate_category(detector, category, out / category.name, progress=False)
+
+    samples, _ = test_samples(category)
+    images = [read_image(s.path) for s in samples[:: max(1, len(samples) // 20)][:20]]
+    detector.predict(images[0])  # warm-up
+    times = []
+    for image in images:
+        t = time.perf_counter()
+        detector.predict(image)
+        times.append(1000 * (time.perf_counter() - t))
+
+    ablations = {}
+    for name, change in ABLATIONS.items():
+        variant = detector.replace_config(**change)
+        m = evaluate_category(variant, category, None, progress=False)["metrics"]
+        ablations[name] = {k: m[k] for k in METRICS}
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"category": category.name, **{k: result["metrics"][k] for k in (*METRICS, "f1_max")},
+            "confusion": result["metrics"]["confusion"], "train_s": round(train_s, 1),
+            "predict_ms": round(statistics.median(times), 1), "peak_mib": round(peak_mib),
+            "threads": torch.get_num_threads(), "steps": [detector.training_["generator_steps"], detector.training_["comparator_steps"]],
+            "ablations": ablations, "numpy": np.__version__, "torch": torch.__version__}
+
+
+def fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| category | image AUROC | pixel AUROC | AUPRO@30% | F1-max | train s | predict ms/img | peak MiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['category']} | {fmt(r['image_auroc'])} | {fmt(r['pixel_auroc'])} | {fmt(r['aupro'])} | "
+                     f"{fmt(r['f1_max'])} | {r['train_s']:.0f} | {r['predict_ms']:.0f} | {r['peak_mib']} |")
+
+    def mean(key, src=lambda r: r):
+        vals = [src(r)[key] for r in rows if src(r)[key] is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    lines.append(f"| **mean** | **{fmt(mean('image_auroc'))}** | **{fmt(mean('pixel_auroc'))}** | "
+                 f"**{fmt(mean('aupro'))}** | {fmt(mean('f1_max'))} | {mean('train_s'):.0f} | "
+                 f"{mean('predict_ms'):.0f} | {max(r['peak_mib'] for r in rows)} (max) |")
+    lines += ["", "Ablations (same trained weights, inference changed; means over the categories above):", "",
+              "| variant | image AUROC | pixel AUROC | AUPRO@30% |", "|---|---|---|---|",
+              f"| default: 4 directions, min fusion, Siamese comparator | {fmt(mean('image_auroc'))} | "
+              f"{fmt(mean('pixel_auroc'))} | {fmt(mean('aupro'))} |"]
+    for name in ABLATIONS:
+        lines.append(f"| {name} | " + " | ".join(fmt(mean(k, lambda r: r['ablations'][name])) for k in METRICS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(HERE / "data" / "suite"), help="suite folder (built if missing)")
+    parser.add_argument("--out", default=str(HERE / "out" / "suite"))
+    parser.add_argument("--categories", nargs="*", help="subset of categories (default: all)")
+    parser.add_argument("--config", help="nextpatch config file (default: the package default)")
+    parser.add_argument("--steps", type=int, help="override training steps: N generator, 2N comparator (default: the config's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one category in this process
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    if args.one:
+        row = run_category(Path(args.one), out, args.config, args.steps, args.seed)
+        (out / f"{Path(args.one).name}.json").write_text(json.dumps(row, indent=2))
+        return
+
+    data = Path(args.data)
+    if not data.is_dir():
+        from suite_data import build_suite
+
+        print(f"building the suite in {data}", flush=True)
+        build_suite(data)
+    categories = sorted(p for p in data.iterdir() if (p / "train" / "good").is_dir())
+    if args.categories:
+        categories = [c for c in categories if c.name in args.categories]
+    rows = []
+    for category in categories:
+        cmd = [sys.executable, __file__, "--one", str(category), "--out", str(out), "--seed", str(args.seed)]
+        if args.config:
+            cmd += ["--config", args.config]
+        if args.steps:
+            cmd += ["--steps", str(args.steps)]
+        print(f"== {category.name}", flush=True)
+        subprocess.run(cmd, check=True)
+        row = json.loads((out / f"{category.name}.json").read_text())
+        print(f"   image AUROC {fmt(row['image_auroc'])} pixel AUROC {fmt(row['pixel_auroc'])} "
+              f"AUPRO {fmt(row['aupro'])} train {row['train_s']:.0f} s predict {row['predict_ms']:.0f} ms "
+              f"peak {row['peak_mib']} MiB", flush=True)
+        rows.append(row)
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    table = markdown(rows)
+    (out / "results.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

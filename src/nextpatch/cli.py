@@ -1,0 +1,253 @@
+"""The `nextpatch` command line: train, predict, evaluate, demo.
+
+Errors caused by input (missing folders, unreadable images, bad model files) print one line
+`error: ...` and exit with code 2; a batch in which some images failed exits with code 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import NextpatchError
+
+log = logging.getLogger("nextpatch")
+
+
+def _progress_bar(desc: str):
+    """A training progress callback backed by tqdm; returns (callback, close)."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(step: int, total: int, losses: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="step")
+        bar.update(step - bar.n)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "total"}, refresh=False)
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return update, close
+
+
+def _load_config(args):
+    from .config import Config
+
+    config = Config.from_file(args.config) if getattr(args, "config", None) else Config()
+    if getattr(args, "epochs", None) is not None:
+        config.train.epochs = args.epochs
+    if getattr(args, "steps", None) is not None:
+        config.train.steps, config.train.comparator_steps, config.train.epochs = args.steps, 2 * args.steps, 0
+    if getattr(args, "seed", None) is not None:
+        config.train.seed = args.seed
+    if getattr(args, "device", None):
+        config.train.device = args.device
+    if getattr(args, "init_checkpoint", None):
+        config.train.init_checkpoint = args.init_checkpoint
+    return config
+
+
+# --------------------------------------------------------------------------------------- verbs
+def cmd_train(args) -> int:
+    from .detector import Detector
+
+    config = _load_config(args)
+    update, close = _progress_bar("train")
+    start = time.perf_counter()
+    try:
+        detector = Detector(config).fit(args.data, progress=update)
+    finally:
+        close()
+    out = detector.save(args.out)
+    cal = detector.calibration_
+    print(f"trained on {detector.training_['images']} images in {time.perf_counter() - start:.0f} s; "
+          f"threshold from {cal['images']} held-out good images ({cal['rule']}); model saved to {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .data.io import expand_inputs, read_image, save_png
+    from .detector import Detector
+    from .errors import ImageError
+    from .evaluate import output_name
+    from .viz import overlay, panel
+
+    detector = Detector.load(args.model, device=args.device)
+    paths = expand_inputs(args.inputs)
+    root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = flagged = 0
+    with open(out / "predictions.jsonl", "w") as jsonl:
+        for path in tqdm(paths, desc="predict", unit="img"):
+            try:
+                image = read_image(path)
+            except ImageError as exc:
+                failures += 1
+                tqdm.write(f"warning: {exc}", file=sys.stderr)
+                jsonl.write(json.dumps({"path": str(path), "error": str(exc)}) + "\n")
+                continue
+            p = detector.predict(image)
+            name = output_name(path, root)
+            line = {"path": str(path), "score": round(p.score, 5), "is_anomalous": p.is_anomalous,
+                    "overlay": str(save_png(out / f"{name}_overlay.png", overlay(image, p.anomaly_map))),
+                    "panel": str(save_png(out / f"{name}_panel.png",
+                                          panel(image, p.expected_image, p.anomaly_map, score=p.score)))}
+            if args.save_maps:
+                np.save(out / f"{name}_map.npy", p.anomaly_map.astype(np.float32))
+                line["map"] = str(out / f"{name}_map.npy")
+            flagged += p.is_anomalous
+            jsonl.write(json.dumps(line) + "\n")
+    print(f"{len(paths) - failures} images scored, {flagged} anomalous, {failures} unreadable; "
+          f"results in {out / 'predictions.jsonl'}")
+    return 1 if failures else 0
+
+
+def cmd_evaluate(args) -> int:
+    from .detector import Detector
+    from .evaluate import evaluate_category
+
+    detector = Detector.load(args.model, device=args.device)
+    out = Path(args.out) if args.out else Path(args.model) / "evaluation"
+    result = evaluate_category(detector, args.data, out)
+    _print_metrics(result)
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def _print_metrics(result: dict) -> None:
+    m, c = result["metrics"], result["metrics"]["confusion"]
+
+    def f(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    print(f"{result['category']}: image AUROC {f(m['image_auroc'])}  pixel AUROC {f(m['pixel_auroc'])}  "
+          f"AUPRO {f(m['aupro'])}  F1-max {f(m['f1_max'])}  | at threshold: "
+          f"tp {c['tp']} fp {c['fp']} tn {c['tn']} fn {c['fn']}  | {result['predict_ms_per_image']} ms/image")
+
+
+def cmd_demo(args) -> int:
+    from .config import Config
+    from .data.procedural import make_demo_dataset
+    from .detector import Detector
+    from .evaluate import evaluate_category
+
+    out = Path(args.out)
+    start = time.perf_counter()
+    print(f"building the demo dataset (procedural textures and defects) in {out / 'data'}")
+    categories = make_demo_dataset(out / "data", seed=args.seed)
+    summary = []
+    for category in categories:
+        config = Config()
+        config.train.steps, config.train.comparator_steps = args.steps, 2 * args.steps
+        config.train.seed = args.seed
+        if args.device:
+            config.train.device = args.device
+        update, close = _progress_bar(f"train {category.name}")
+        try:
+            detector = Detector(config).fit(category, progress=update)
+        finally:
+            close()
+        model_dir = detector.save(out / "models" / category.name)
+        result = evaluate_category(detector, category, out / "reports" / category.name)
+        _print_metrics(result)
+        summary.append({"category": category.name, "model": str(model_dir),
+                        "report": str(out / "reports" / category.name / "report.html"),
+                        **{k: result["metrics"][k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}})
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"demo finished in {time.perf_counter() - start:.0f} s; reports:")
+    for s in summary:
+        print(f"  {s['report']}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nextpatch",
+        description="Find defects on parts having seen only good ones: pattern generation + Siamese comparison.")
+    parser.add_argument("--version", action="version", version=f"nextpatch {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on good images",
+                       description="Train on good images. DATA is an MVTec AD category folder (uses train/good) "
+                                   "or a folder of good images. Part of the images is held out to calibrate "
+                                   "scores and the threshold.")
+    p.add_argument("data", metavar="DATA", help="MVTec category folder or folder of good images")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory to write the model to")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file with [model] and [train] settings")
+    p.add_argument("--epochs", type=int, metavar="N", help="train each stage for N passes over the images (default: a fixed step budget)")
+    p.add_argument("--steps", type=int, metavar="N", help="N generator steps, then 2N comparator steps (default 300 and 600)")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
+    p.add_argument("--init-checkpoint", metavar="FILE",
+                   help="initialise the ViT encoders from a local timm or DINOv2 checkpoint (.safetensors or .pth); "
+                        "model width, heads and token size must match it")
+    p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda', 'cuda:1' or 'auto' (default)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="score images with a trained model",
+                       description="Score images. Writes OUT_DIR/predictions.jsonl (path, score, is_anomalous; "
+                                   "score 1.0 = the threshold) plus a heatmap overlay and an "
+                                   "actual|expected|heatmap panel PNG per image.")
+    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    p.add_argument("--out", required=True, metavar="OUT_DIR")
+    p.add_argument("--save-maps", action="store_true",
+                   help="also write each raw anomaly map as float32 .npy (H x W of the input); its path is the line's 'map'")
+    p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda' or 'auto' (default: as trained)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="measure a model on an MVTec-layout category",
+                       description="Image AUROC, pixel AUROC, AUPRO (to 30%% FPR), F1-max and the confusion at the "
+                                   "model's threshold; writes metrics.json and report.html.")
+    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("data", metavar="DATA", help="MVTec AD category folder (with test/ and ground_truth/)")
+    p.add_argument("--out", metavar="DIR", help="report directory (default MODEL_DIR/evaluation)")
+    p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda' or 'auto' (default: as trained)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="build a procedural dataset, train, evaluate, write reports",
+                       description="Makes a small dataset in code (nothing downloaded), trains one model per "
+                                   "category, evaluates it and writes HTML reports.")
+    p.add_argument("--out", default="nextpatch-demo", metavar="DIR", help="output directory (default ./nextpatch-demo)")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, metavar="N", help=f"generator steps per category, then twice as many comparator steps (default {DEMO_STEPS})")
+    p.add_argument("--seed", type=int, default=0, metavar="N")
+    p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda' or 'auto' (default)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+DEMO_STEPS = 400
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except NextpatchError as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The public API: `Detector(config).fit(images)`, `.predict(image)`, `.save(dir)`, `Detector.load(dir)`.
+
+Modelled on scikit-learn's IsolationForest: `fit` returns self, `score_samples` gives raw scores, and
+the threshold is set at fit time from held-out normal images; fitted attributes end in `_`.
+
+Scores are normalised so that 1.0 is the threshold: `score = raw / threshold_`. Anomaly maps are
+divided by the same number, so a map value above 1 is "as abnormal as an image at the threshold".
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import Config
+from .data.io import expand_inputs, load_images, read_image
+from .data.layouts import train_images
+from .errors import DataError, NextpatchError
+from .model.torch_model import PatternNet
+from .train import train
+
+log = logging.getLogger("nextpatch")
+
+ImageLike = str | Path | np.ndarray
+
+
+@dataclass
+class Prediction:
+    """What the detector says about one image. Arrays are at the input image's own size (H, W)."""
+
+    score: float                 # normalised: 1.0 = the threshold
+    is_anomalous: bool
+    anomaly_map: np.ndarray      # (H, W) float32, same normalisation as `score`
+    expected_image: np.ndarray   # (H, W, 3) float32 in [0, 1]: what the generator expected to see
+    raw_score: float             # before normalisation
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise NextpatchError(f"unknown device {name!r} (use 'auto', 'cpu' or 'cuda')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise NextpatchError(f"device {name!r} asked for, but this torch has no CUDA device; use --device cpu")
+    return device
+
+
+def to_model_input(image: np.ndarray, size: int) -> torch.Tensor:
+    """(H, W, 3) float [0, 1] -> (3, size, size) float tensor (antialiased bilinear resize)."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x[0].clamp(0, 1)
+
+
+class Detector:
+    """Anomaly detector: pattern generation + Siamese comparison + bi-directional inference."""
+
+    def __init__(self, config: Config | None = None):
+        self.config = config or Config()
+        self.config.model.validate()
+        self.net_: PatternNet | None = None
+        self.threshold_: float | None = None
+        self.calibration_: dict = {}
+        self.training_: dict = {}
+
+    # --------------------------------------------------------------------------------- fitting
+    def fit(self, images: ImageLike | Iterable[ImageLike], *,
+            progress: Callable[[int, int, dict], None] | None = None) -> "Detector":
+        """Train on normal images: a folder (plain or MVTec category), image paths, or (H, W, 3) arrays.
+
+        Part of the images (`train.calibration_fraction`) is held out to set the threshold.
+        """
+        tc = self.config.train
+        arrays = self._gather(images)
+        min_images = tc.min_calibration_images + 2
+        if len(arrays) < min_images:
+            raise DataError(f"training needs at least {min_images} good images, got {len(arrays)}")
+        if tc.threads > 0:
+            torch.set_num_threads(tc.threads)
+        device = resolve_device(tc.device)
+        size = self.config.model.image_size
+        stack = torch.stack([(to_model_input(a, size) * 255).round().to(torch.uint8) for a in arrays])
+        perm = torch.randperm(len(stack), generator=torch.Generator().manual_seed(tc.seed))
+        n_cal = max(tc.min_calibration_images, int(round(tc.calibration_fraction * len(stack))))
+        calibration, training = stack[perm[:n_cal]], stack[perm[n_cal:]]
+
+        torch.manual_seed(tc.seed)
+        net = PatternNet(self.config.model)
+        if tc.init_checkpoint:
+            from .model.weights import init_encoders
+
+            log.info("initialised from %s", init_encoders(net, tc.init_checkpoint))
+        self.net_ = net.to(device)
+        self.training_ = train(self.net_, training, tc, progress=progress)
+        self.training_["images"] = len(training)
+        self.calibrate(calibration.float() / 255.0)
+        return self
+
+    def calibrate(self, images: torch.Tensor) -> "Detector":
+        """Set the threshold from held-out normal images (M, 3, S, S) in [0, 1]."""
+        raw = self._raw_scores(images)
+        tc = self.config.train
+        mean, std = float(raw.mean()), float(raw.std()) if len(raw) > 1 else 0.0
+        if tc.false_reject_rate is not None:
+            threshold = float(np.quantile(raw, 1.0 - tc.false_reject_rate))
+        else:
+            threshold = mean + tc.threshold_sigma * max(std, 0.02 * mean)
+        self.threshold_ = max(threshold, 1e-8)
+        self.calibration_ = {"images": int(len(raw)), "mean": mean, "std": std, "max": float(raw.max()),
+                             "threshold": self.threshold_, "rule": (f"quantile {1 - tc.false_reject_rate}"
+                             if tc.false_reject_rate is not None else f"mean + {tc.threshold_sigma} std")}
+        return self
+
+    # ------------------------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self._net()
+        device = next(net.parameters()).device
+        amap, expected = net(batch.to(device))
+        return amap.cpu(), expected.cpu()
+
+    def _raw_scores(self, images: torch.Tensor, batch_size: int = 8) -> np.ndarray:
+        scores = [self._image_scores(self._forward(images[i:i + batch_size])[0])
+                  for i in range(0, len(images), batch_size)]
+        return torch.cat(scores).numpy()
+
+    def _image_scores(self, maps: torch.Tensor) -> torch.Tensor:
+        """Anomaly maps (N, S, S) -> image scores (N,): max, or mean of the top fraction."""
+        flat = maps.flatten(1)
+        topk = self.config.model.score_topk
+        if topk <= 0:
+            return flat.amax(dim=1)
+        k = max(1, int(topk * flat.shape[1]))
+        return flat.topk(k, dim=1).values.mean(dim=1)
+
+    def score_samples(self, images: Sequence[ImageLike]) -> np.ndarray:
+        """Raw (unnormalised) anomaly scores, higher = more abnormal."""
+        return np.array([p.raw_score for p in self.predict_batch(images)])
+
+    def predict(self, image: ImageLike) -> Prediction:
+        """Score one image (path or (H, W, 3) float array in [0, 1])."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
+        """Score several images; each result is at its own image's size."""
+        size = self.config.model.image_size
+        out: list[Prediction] = []
+        for i in range(0, len(images), batch_size):
+            arrays = [read_image(x) if isinstance(x, (str, Path)) else _check_array(x) for x in images[i:i + batch_size]]
+            amap, expected = self._forward(torch.stack([to_model_input(a, size) for a in arrays]))
+            raw = self._image_scores(amap)
+            for a, m, e, r in zip(arrays, amap, expected, raw):
+                out.append(self._prediction(a.shape[:2], m, e, float(r)))
+        return out
+
+    def _prediction(self, shape: tuple[int, int], amap: torch.Tensor, expected: torch.Tensor, raw: float) -> Prediction:
+        if self.threshold_ is None:
+            raise NextpatchError("the detector is not fitted: call fit() or Detector.load()")
+        h, w = shape
+        if (h, w) != tuple(amap.shape):
+            amap = F.interpolate(amap[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            expected = F.interpolate(expected[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        score = raw / self.threshold_
+        return Prediction(score=score, is_anomalous=bool(score > 1.0),
+                          anomaly_map=(amap / self.threshold_).numpy().astype(np.float32),
+                          expected_image=expected.clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32),
+                          raw_score=raw)
+
+    # ------------------------------------------------------------------------------- plumbing
+    def _net(self) -> PatternNet:
+        if self.net_ is None:
+            raise NextpatchError("the detector is not fitted: call fit() or Detector.load()")
+        return self.net_
+
+    def _gather(self, images: ImageLike | Iterable[ImageLike]) -> list[np.ndarray]:
+        if isinstance(images, (str, Path)):
+            paths: list = train_images(images)
+        elif isinstance(images, np.ndarray):
+            raise DataError("fit() takes a folder, a list of paths or a list of arrays, not one array")
+        else:
+            paths = list(images)
+        arrays = [_check_array(x) for x in paths if isinstance(x, np.ndarray)]
+        files = [Path(x) for x in paths if not isinstance(x, np.ndarray)]
+        if files:
+            loaded, errors = load_images(expand_inputs(files))
+            for err in errors:
+                log.warning("skipped: %s", err)
+            arrays += [a for _, a in loaded]
+        return arrays
+
+    def save(self, path: str | Path) -> Path:
+        from .model_io import save_detector
+
+        return save_detector(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> "Detector":
+        from .model_io import load_detector
+
+        return load_detector(path, device=device)
+
+    def replace_config(self, **model_changes) -> "Detector":
+        """A copy that shares the trained weights but changes inference-only model settings
+        (directions, fusion, distance, smoothing): used by the ablation benchmark."""
+        other = Detector(dataclasses.replace(self.config, model=dataclasses.replace(self.config.model, **model_changes)))
+        net = PatternNet(other.config.model)
+        net.load_state_dict(self._net().state_dict())
+        other.net_ = net.to(next(self._net().parameters()).device).eval()
+        other.threshold_, other.calibration_, other.training_ = self.threshold_, dict(self.calibration_), dict(self.training_)
+        return other
+
+
+def _check_array(x: np.ndarray) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != 3:
+        raise DataError(f"an image array must be (H, W, 3) float in [0, 1], got {getattr(x, 'shape', type(x))}")
+    return x.astype(np.float32, copy=False)

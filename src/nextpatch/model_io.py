@@ -1,0 +1,108 @@
+"""Model directories: weights in safetensors, everything else in JSON. Nothing is unpickled.
+
+    MODEL_DIR/
+      model.safetensors   the PatternNet state_dict
+      nextpatch.json      format version, package version, config, threshold and calibration
+                          statistics, training summary, SHA-256 of the weights file
+
+A model written by another major format version, a weights file whose hash does not match (tampered
+or truncated), or one whose tensors do not fit the config fails with one line saying so.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import Config
+from .errors import ConfigError, ModelFileError
+from .model.torch_model import PatternNet
+
+FORMAT = "nextpatch-model"
+FORMAT_VERSION = (1, 0)  # major changes break loading; minor ones stay readable
+WEIGHTS, META = "model.safetensors", "nextpatch.json"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_detector(detector, path: str | Path) -> Path:
+    """Write `detector` to the directory `path` (created if needed). Returns the directory."""
+    net = detector._net()
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / WEIGHTS
+    tmp = weights.with_suffix(".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
+              metadata={"format": FORMAT})
+    tmp.replace(weights)
+    meta = {
+        "format": FORMAT,
+        "format_version": ".".join(map(str, FORMAT_VERSION)),
+        "nextpatch_version": __version__,
+        "config": detector.config.to_dict(),
+        "threshold": detector.threshold_,
+        "calibration": detector.calibration_,
+        "training": detector.training_,
+        "weights_sha256": sha256(weights),
+    }
+    (out / META).write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def load_detector(path: str | Path, device: str | None = None):
+    """Read a model directory written by `save_detector`."""
+    from .detector import Detector, resolve_device
+
+    root = Path(path)
+    if not root.is_dir():
+        raise ModelFileError(f"{root}: model directory not found (train one with `nextpatch train`)")
+    meta_path, weights = root / META, root / WEIGHTS
+    for required in (meta_path, weights):
+        if not required.is_file():
+            raise ModelFileError(f"{required}: missing; {root} is not a complete nextpatch model directory")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise ModelFileError(f"{meta_path}: not valid JSON (the file is damaged; retrain or restore it)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{meta_path}: not a nextpatch model file")
+    version = str(meta.get("format_version", "0"))
+    major = version.split(".")[0]
+    if major != str(FORMAT_VERSION[0]):
+        raise ModelFileError(
+            f"{root}: model format {version} (written by nextpatch {meta.get('nextpatch_version', '?')}) cannot be read "
+            f"by nextpatch {__version__}, which reads format {FORMAT_VERSION[0]}.x; retrain with this version")
+    if meta.get("weights_sha256") != sha256(weights):
+        raise ModelFileError(f"{weights}: contents do not match the checksum in {META} "
+                             "(file truncated or modified); restore it or retrain")
+    try:
+        config = Config.from_dict(meta["config"])
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{meta_path}: bad config: {exc}") from None
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{weights}: cannot be read as safetensors: {exc}") from None
+    net = PatternNet(config.model)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0:2]
+        raise ModelFileError(f"{weights}: tensors do not fit the model config: {' '.join(first)}") from None
+    detector = Detector(config)
+    detector.net_ = net.to(resolve_device(device or config.train.device)).eval()
+    detector.threshold_ = float(meta["threshold"])
+    detector.calibration_ = meta.get("calibration", {})
+    detector.training_ = meta.get("training", {})
+    return detector

@@ -1,0 +1,156 @@
+"""The training loop: generator and comparator together, on normal images plus synthetic defects.
+
+The generator learns to predict patches of clean images; from `generator_warmup` on, the comparator
+also trains, on the generator's (detached) predictions against real patches that carry synthetic defects.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .data.anomalies import AnomalySynthesizer
+from .model.torch_model import PatternNet
+
+
+def augment(batch: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random translation (reflect-padded, up to cfg.max_shift px) and, if enabled, flips. (B,3,S,S) -> same."""
+    b, _, h, w = batch.shape
+    if cfg.max_shift > 0:
+        m = cfg.max_shift
+        padded = F.pad(batch, (m, m, m, m), mode="reflect")
+        dy, dx = torch.randint(0, 2 * m + 1, (2, b), generator=gen).tolist()
+        batch = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+    if cfg.flips:
+        flip_h, flip_v = (torch.rand(2, b, generator=gen) < 0.5)
+        batch = torch.where(flip_h.view(-1, 1, 1, 1), batch.flip(-1), batch)
+        batch = torch.where(flip_v.view(-1, 1, 1, 1), batch.flip(-2), batch)
+    return batch
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (stored that way to save memory) -> float in [0, 1]; float images pass through."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 5% of the base rate."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def stage_steps(cfg: TrainConfig, num_images: int) -> tuple[int, int]:
+    """(generator steps, comparator steps): `epochs` passes over the images each, or the fixed budgets."""
+    if cfg.epochs > 0:
+        return (max(1, math.ceil(cfg.epochs * num_images / cfg.batch_size)),
+                max(1, math.ceil(cfg.epochs * num_images / cfg.comparator_batch_size)))
+    return cfg.steps, cfg.comparator_steps
+
+
+def _optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+
+
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
+class _Batches:
+    """Endless shuffled mini-batches of indices into M items."""
+
+    def __init__(self, m: int, size: int, gen: torch.Generator):
+        self.m, self.size, self.gen = m, min(size, m), gen
+        self.order, self.cursor = torch.randperm(m, generator=gen), 0
+
+    def next(self) -> torch.Tensor:
+        if self.cursor + self.size > self.m:
+            self.order, self.cursor = torch.randperm(self.m, generator=self.gen), 0
+        self.cursor += self.size
+        return self.order[self.cursor - self.size:self.cursor]
+
+
+def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
+          progress: Callable[[int, int, dict[str, float]], None] | None = None) -> dict:
+    """Train `net` in place on normal images (M, 3, S, S), uint8 or float in [0, 1].
+
+    Stage 1, pattern generation: Encoder1, Encoder2 and the decoder learn to predict random triplets'
+    target patches of (randomly shifted) clean images.
+    Stage 2, pattern comparison: the generator is frozen; its predictions for every triplet of the
+    training images are computed once, and the Siamese comparator learns, on those predictions against
+    the real patches carrying synthetic defects, which differences are normal and which are not.
+    Returns a summary: steps per stage, seconds, final losses.
+    """
+    device = next(net.parameters()).device
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    gen_steps, cmp_steps = stage_steps(cfg, len(images))
+    if net.cfg.distance != "comparator":
+        cmp_steps = 0  # the pixel-distance ablation has no comparator to train
+    total = gen_steps + cmp_steps
+    running: dict[str, float] = {}
+
+    def report(step: int, name: str, loss: torch.Tensor) -> None:
+        running[name] = 0.9 * running.get(name, loss.item()) + 0.1 * loss.item()
+        if progress is not None:
+            progress(step, total, running)
+
+    start = time.perf_counter()
+    comparator_params = [*net.comparator.parameters(), *net.comparator_head.parameters()]
+    is_cmp = {id(p) for p in comparator_params}
+    generator_params = [p for p in net.parameters() if id(p) not in is_cmp]
+
+    # Stage 1: pattern generation.
+    net.train()
+    opt = _optimizer(generator_params, cfg)
+    batches = _Batches(len(images), cfg.batch_size, gen)
+    for step in range(gen_steps):
+        clean = augment(as_float(images[batches.next()]), cfg, gen).to(device)
+        which = net.sample_triplets(len(clean), cfg.triplets_per_image, device)
+        loss = net.generator_loss(clean, which)
+        _step(opt, loss, generator_params, cfg.lr * lr_factor(step, gen_steps, cfg.warmup_steps))
+        report(step + 1, "generator", loss)
+    generator_s = time.perf_counter() - start
+
+    # Stage 2: pattern comparison, on cached predictions of the frozen generator.
+    if cmp_steps:
+        net.eval()
+        keep = torch.randperm(len(images), generator=gen)[:cfg.cache_images]
+        cached_images = images[keep]
+        with torch.no_grad():
+            cache = torch.cat([net.predict_triplets(net.patchify(as_float(cached_images[i:i + 8]).to(device))).half()
+                               for i in range(0, len(cached_images), 8)])  # (M', T, n, Dt)
+        net.comparator.train()
+        synthesize = AnomalySynthesizer(p_anomaly=cfg.anomaly_probability, seed=cfg.seed)
+        opt = _optimizer(comparator_params, cfg)
+        batches = _Batches(len(cached_images), cfg.comparator_batch_size, gen)
+        for step in range(cmp_steps):
+            idx = batches.next()
+            defective, mask = synthesize(as_float(cached_images[idx]), generator=gen)
+            which = net.sample_triplets(len(idx), cfg.triplets_per_image, device)
+            pred = cache[idx.to(device).unsqueeze(1), which].float()
+            real, label = net.patchify(defective.to(device)), net.token_labels(mask.to(device))
+            if cfg.comparator_augment:  # the same turn / mirror of every patch pair, and the same light
+                rot = torch.randint(0, 4, (len(idx),), generator=gen)
+                flip = torch.rand(len(idx), generator=gen) < 0.5
+                pred, real, label = (net.transform_patches(x, rot, flip) for x in (pred, real, label))
+                gain = (1 + 0.2 * (torch.rand(len(idx), 1, 1, 1, generator=gen) * 2 - 1)).to(device)
+                shift = (0.2 * (torch.rand(len(idx), 1, 1, 1, generator=gen) * 2 - 1)).to(device)
+                pred, real = pred * gain + shift, real * gain + shift
+            loss = net.comparator_loss(pred, real, label, which, cfg.contrastive_margin)
+            _step(opt, loss, comparator_params, cfg.lr * lr_factor(step, cmp_steps, cfg.warmup_steps))
+            report(gen_steps + step + 1, "comparator", loss)
+    net.eval()
+    return {"generator_steps": gen_steps, "comparator_steps": cmp_steps,
+            "generator_seconds": round(generator_s, 1), "seconds": round(time.perf_counter() - start, 1),
+            "losses": {k: round(v, 5) for k, v in running.items()}}

@@ -1,0 +1,43 @@
+"""Pictures a person looks at: heatmap overlays and "actual | expected | heatmap" panels.
+
+Maps are normalised so 1.0 is the detector's threshold; the colour scale is fixed (0 -> dark blue,
+1.0 -> yellow-green, >= 2.0 -> red), so the same colour means the same thing on every image.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+# A small perceptual-ish "turbo"-like ramp: positions and RGB stops.
+_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+_COLORS = np.array([[48, 18, 59], [40, 140, 235], [160, 245, 60], [250, 160, 30], [200, 20, 10]], dtype=np.float32) / 255
+
+DISPLAY_MAX = 2.0  # map value shown as the top of the colour scale
+
+
+def colorize(amap: np.ndarray) -> np.ndarray:
+    """(H, W) normalised map -> (H, W, 3) float RGB in [0, 1]."""
+    x = np.clip(amap / DISPLAY_MAX, 0.0, 1.0)
+    return np.stack([np.interp(x, _STOPS, _COLORS[:, c]) for c in range(3)], axis=-1)
+
+
+def overlay(image: np.ndarray, amap: np.ndarray) -> np.ndarray:
+    """Blend the coloured map onto the image; weak responses stay transparent. -> (H, W, 3) uint8."""
+    alpha = np.clip(amap / DISPLAY_MAX, 0.0, 1.0)[..., None] * 0.6 + 0.15
+    mixed = image * (1 - alpha) + colorize(amap) * alpha
+    return (np.clip(mixed, 0, 1) * 255).round().astype(np.uint8)
+
+
+def panel(image: np.ndarray, expected: np.ndarray, amap: np.ndarray, *, score: float | None = None) -> np.ndarray:
+    """Side by side: actual | expected (what the generator predicted) | overlay. -> (H + 18, 3W, 3) uint8."""
+    tiles = [(np.clip(image, 0, 1) * 255).round().astype(np.uint8),
+             (np.clip(expected, 0, 1) * 255).round().astype(np.uint8),
+             overlay(image, amap)]
+    h, w = image.shape[:2]
+    canvas = Image.new("RGB", (3 * w, h + 18), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    labels = ["actual", "expected", "anomaly map" + (f" (score {score:.2f})" if score is not None else "")]
+    for i, (tile, label) in enumerate(zip(tiles, labels)):
+        canvas.paste(Image.fromarray(tile), (i * w, 18))
+        draw.text((i * w + 4, 3), label, fill=(0, 0, 0))
+    return np.asarray(canvas)

@@ -1,0 +1,81 @@
+"""The detector end to end on a tiny model: defects score above normals, where they are."""
+import numpy as np
+import pytest
+
+from nextpatch.data.io import list_images, read_image
+from nextpatch.detector import Detector
+from nextpatch.errors import DataError, NextpatchError
+
+from .conftest import paste_blob, tiny_config
+
+
+def test_pasted_defect_scores_above_normals(trained, tiny_dataset):
+    normals = [read_image(p) for p in list_images(tiny_dataset / "test" / "good")]
+    normal_scores = [trained.predict(x).score for x in normals]
+    defects = [paste_blob(x, 20 + 7 * i, 40 - 5 * i, 5)[0] for i, x in enumerate(normals)]
+    defect_scores = [trained.predict(x).score for x in defects]
+    assert min(defect_scores) > max(normal_scores)
+    assert np.mean([p.is_anomalous for p in map(trained.predict, defects)]) >= 0.8
+
+
+def test_anomaly_map_peaks_on_the_defect(trained, tiny_dataset):
+    image = read_image(list_images(tiny_dataset / "test" / "good")[0])
+    defective, mask = paste_blob(image, 44, 22, 5)
+    amap = trained.predict(defective).anomaly_map
+    assert amap[mask].mean() > 2 * amap[~mask].mean()
+    peak = np.unravel_index(amap.argmax(), amap.shape)
+    assert abs(peak[0] - 44) <= 8 and abs(peak[1] - 22) <= 8
+
+
+def test_outputs_at_input_size_and_normalised(trained, tiny_dataset):
+    image = read_image(list_images(tiny_dataset / "test" / "good")[0])
+    big = np.kron(image, np.ones((3, 2, 1), dtype=np.float32))  # 192 x 128, not the model's 64 x 64
+    p = trained.predict(big)
+    assert p.anomaly_map.shape == (192, 128) and p.anomaly_map.dtype == np.float32
+    assert p.expected_image.shape == (192, 128, 3)
+    assert p.score == pytest.approx(p.raw_score / trained.threshold_)
+    assert p.is_anomalous == (p.score > 1.0)
+
+
+def test_threshold_calibrated_on_held_out_normals(trained):
+    cal = trained.calibration_
+    assert cal["images"] >= 3
+    assert trained.threshold_ == pytest.approx(cal["mean"] + 3.0 * max(cal["std"], 0.02 * cal["mean"]))
+    assert trained.training_["images"] + cal["images"] == 40
+
+
+def test_expected_image_resembles_normal_texture(trained, tiny_dataset):
+    """The generator predicts the texture, not noise: closer to the real image than a flat grey."""
+    image = read_image(list_images(tiny_dataset / "test" / "good")[1])
+    expected = trained.predict(image).expected_image
+    err = np.abs(expected - image).mean()
+    assert err < np.abs(image.mean() - image).mean() * 1.05
+    assert err < np.abs(0.5 - image).mean()
+
+
+def test_score_samples_and_batch_agree(trained, tiny_dataset):
+    paths = list_images(tiny_dataset / "test" / "good")[:3]
+    raw = trained.score_samples(paths)
+    single = [trained.predict(read_image(p)).raw_score for p in paths]
+    np.testing.assert_allclose(raw, single, rtol=1e-4)
+
+
+def test_fit_rejects_too_few_images(tmp_path, tiny_dataset):
+    with pytest.raises(DataError, match="at least"):
+        Detector(tiny_config(steps=2)).fit(list_images(tiny_dataset / "train" / "good")[:3])
+
+
+def test_fit_skips_unreadable_images_and_names_them(tmp_path, tiny_dataset, caplog):
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for p in list_images(tiny_dataset / "train" / "good")[:8]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    det = Detector(tiny_config(steps=2)).fit(folder)
+    assert det.training_["images"] + det.calibration_["images"] == 8
+    assert "broken.png" in caplog.text
+
+
+def test_unfitted_detector_says_so():
+    with pytest.raises(NextpatchError, match="not fitted"):
+        Detector(tiny_config()).predict(np.zeros((64, 64, 3), np.float32))
