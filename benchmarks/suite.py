@@ -29,6 +29,7 @@ ABLATIONS = {
     "rows only (forward + backward)": {"directions": ("right", "left")},
     "mean fusion instead of min": {"fusion": "mean"},
     "pixel L2 instead of Siamese comparator": {"distance": "pixel"},
+    "image score = mean of the top 1% of the map (not max)": {"score_topk": 0.01},
 }
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 

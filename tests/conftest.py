@@ -13,7 +13,7 @@ def tiny_config(steps: int = 200) -> Config:
     return Config(
         model=ModelConfig(image_size=64, patch_size=16, token_size=4, width=48, heads=4, encoder_depth=1,
                           decoder_depth=1, comparator_depth=2, comparator_dim=32, smoothing_sigma=1.0),
-        train=TrainConfig(steps=steps, batch_size=8, triplets_per_image=32, warmup_steps=20, lr=2e-3,
+        train=TrainConfig(steps=steps, comparator_steps=3 * steps, batch_size=8, triplets_per_image=32, warmup_steps=20, lr=2e-3,
                           max_shift=2, seed=0, threads=2),
     )
 

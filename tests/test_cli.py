@@ -84,7 +84,7 @@ def test_predict_with_one_bad_image_scores_the_rest(tmp_path, saved_model, tiny_
 
 @pytest.mark.parametrize("args, needle", [
     (["train", "{tmp}/missing", "--out", "{tmp}/m"], "missing: folder not found"),
-    (["train", "{tmp}/empty", "--out", "{tmp}/m"], "no images found"),
+    (["train", "{tmp}/empty", "--out", "{tmp}/m"], "no training images found"),
     (["predict", "{tmp}/nomodel", "{tmp}", "--out", "{tmp}/p"], "model directory not found"),
     (["evaluate", "{model}", "{tmp}/empty"], "empty"),
     (["train", "{data}", "--out", "{tmp}/m", "--config", "{tmp}/bad.json"], "unknown"),

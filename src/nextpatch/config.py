@@ -76,7 +76,7 @@ class TrainConfig:
     triplets_per_image: int = 96   # random triplets per image and step (all of them at inference)
     cache_images: int = 256        # stage 2 caches the generator's predictions for at most this many images
     anomaly_probability: float = 0.5  # share of stage-2 images that get a synthetic defect
-    comparator_augment: bool = True   # stage 2: random turns/mirrors of patch pairs, brightness/contrast jitter
+    comparator_augment: bool = False  # stage 2: random turns/mirrors of patch pairs, brightness/contrast jitter (measured: no gain on grass)
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 50
