@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEMO_STEPS = 400
+DEMO_STEPS = 120
 
 
 def main(argv: list[str] | None = None) -> int:
