@@ -68,13 +68,13 @@ def test_image_auroc_perfect_random_and_single_class(rng):
 def test_f1_max_matches_brute_force(rng):
     y = rng.integers(0, 2, 120)
     s = np.round(rng.normal(size=120) + y, 1)  # rounding makes ties
-    best_f1, best_t = -1.0, None
+    best_f1 = -1.0
     for t in np.unique(s):
         p = s >= t
         tp, fp, fn = np.sum(p & (y == 1)), np.sum(p & (y == 0)), np.sum(~p & (y == 1))
         f1 = 2 * tp / (2 * tp + fp + fn)
         if f1 > best_f1:
-            best_f1, best_t = f1, t
+            best_f1 = f1
     f1, t = f1_max(y, s)
     assert f1 == pytest.approx(best_f1, abs=1e-12)
     pred = s >= t

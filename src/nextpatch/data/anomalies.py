@@ -487,12 +487,16 @@ def _raw_scratch(img: Tensor, area: float, g, attempt: int, source: Tensor | Non
     return target, fp, fp
 
 
+def _ellipse_axes(area: float, h: int, w: int, g, lo: float, hi: float) -> tuple[float, float, float]:
+    """Equivalent radius and (rx, ry) of an ellipse covering `area` of an h x w image, aspect in [lo, hi]."""
+    r_eq = math.sqrt(area * h * w / math.pi)
+    aspect = _logu(g, lo, hi)
+    return r_eq, r_eq * math.sqrt(aspect), r_eq / math.sqrt(aspect)
+
+
 def _raw_blob(img: Tensor, area: float, g, attempt: int, source: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     c, h, w = img.shape
-    a_px = area * h * w
-    r_eq = math.sqrt(a_px / math.pi)
-    aspect = _logu(g, 0.4, 2.5)
-    rx, ry = r_eq * math.sqrt(aspect), r_eq / math.sqrt(aspect)
+    r_eq, rx, ry = _ellipse_axes(area, h, w, g, 0.4, 2.5)
     cy, cx = _u(g, 0, h - 1), _u(g, 0, w - 1)
     mode = _choice(g, ("ellipse", "multi", "irregular"))
     theta = _u(g, 0, math.pi)
@@ -520,10 +524,7 @@ def _raw_blob(img: Tensor, area: float, g, attempt: int, source: Tensor | None =
 
 def _raw_stain(img: Tensor, area: float, g, attempt: int, source: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     c, h, w = img.shape
-    a_px = area * h * w
-    r_eq = math.sqrt(a_px / math.pi)
-    aspect = _logu(g, 0.5, 2.0)
-    rx, ry = r_eq * math.sqrt(aspect), r_eq / math.sqrt(aspect)
+    r_eq, rx, ry = _ellipse_axes(area, h, w, g, 0.5, 2.0)
     f, noise = _localized_field(h, w, _u(g, 0, h - 1), _u(g, 0, w - 1), ry, rx, _u(g, 0, math.pi),
                                 _u(g, 0.4, 1.0), g, _u(g, 0.5, 1.2))
     fp = _region_of_area(f, area, min(_u(g, 2.0, 8.0), max(1.0, r_eq / 2)))
