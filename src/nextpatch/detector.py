@@ -65,7 +65,16 @@ class Detector:
     """Anomaly detector: pattern generation + Siamese comparison + bi-directional inference."""
 
     def __init__(self, config: Config | None = None):
-        self.config = config or Config()
+        """`config=None` takes the default preset (see `nextpatch.presets`), or its fallback when the
+        optional extra it needs is not installed."""
+        if config is None:
+            from .presets import preset_config, resolve_preset
+
+            name, notice = resolve_preset(None)
+            if notice:
+                log.warning(notice)
+            config = preset_config(name)
+        self.config = config
         self.config.model.validate()
         self.net_: PatternNet | None = None
         self.threshold_: float | None = None
@@ -98,7 +107,7 @@ class Detector:
         if tc.init_checkpoint:
             from .model.weights import init_encoders
 
-            log.info("initialised from %s", init_encoders(net, tc.init_checkpoint))
+            log.info("initialised from %s", init_encoders(net, tc.init_checkpoint, parts=tc.init_parts))
         self.net_ = net.to(device)
         self.training_ = train(self.net_, training, tc, progress=progress)
         self.training_["images"] = len(training)

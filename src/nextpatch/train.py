@@ -1,7 +1,10 @@
-"""The training loop: generator and comparator together, on normal images plus synthetic defects.
+"""The training loop, in two stages, on normal images plus synthetic defects.
 
-The generator learns to predict patches of clean images; from `generator_warmup` on, the comparator
-also trains, on the generator's (detached) predictions against real patches that carry synthetic defects.
+Stage 1 (pattern generation): the generator learns to predict patches of clean images.
+Stage 2 (pattern comparison): the generator is frozen and the Siamese comparator learns, on the
+generator's cached predictions against real patches that carry synthetic defects, which differences
+are normal. With a frozen pretrained Encoder3 (`freeze_comparator`) only its projection head learns,
+on cached Encoder3 features (`_train_head`).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data.anomalies import AnomalySynthesizer
-from .model.torch_model import PatternNet
+from .model.torch_model import PatternNet, contrastive_loss
 
 
 def augment(batch: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -59,7 +62,7 @@ def _optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, lr: float) -> None:
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("scale", 1.0)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -106,9 +109,13 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
             progress(step, total, running)
 
     start = time.perf_counter()
-    comparator_params = [*net.comparator.parameters(), *net.comparator_head.parameters()]
-    is_cmp = {id(p) for p in comparator_params}
+    encoder3, head = list(net.comparator.parameters()), list(net.comparator_head.parameters())
+    is_cmp = {id(p) for p in [*encoder3, *head]}
     generator_params = [p for p in net.parameters() if id(p) not in is_cmp]
+    if cfg.freeze_comparator:  # a pretrained Encoder3 stays as it is; only the projection head learns
+        for p in encoder3:
+            p.requires_grad_(False)
+    comparator_params = head if cfg.freeze_comparator else [*encoder3, *head]
 
     # Stage 1: pattern generation.
     net.train()
@@ -123,7 +130,11 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
     generator_s = time.perf_counter() - start
 
     # Stage 2: pattern comparison, on cached predictions of the frozen generator.
-    if cmp_steps:
+    if cmp_steps and cfg.freeze_comparator:
+        net.eval()
+        keep = torch.randperm(len(images), generator=gen)[:cfg.cache_images]
+        _train_head(net, images[keep], cfg, gen, cmp_steps, lambda step, loss: report(gen_steps + step, "comparator", loss))
+    elif cmp_steps:
         net.eval()
         keep = torch.randperm(len(images), generator=gen)[:cfg.cache_images]
         cached_images = images[keep]
@@ -133,6 +144,10 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
         net.comparator.train()
         synthesize = AnomalySynthesizer(p_anomaly=cfg.anomaly_probability, seed=cfg.seed)
         opt = _optimizer(comparator_params, cfg)
+        if cfg.comparator_lr is not None and not cfg.freeze_comparator:  # Encoder3 and head at their own rates
+            opt = torch.optim.AdamW([{"params": encoder3, "scale": cfg.comparator_lr / cfg.lr},
+                                     {"params": head, "scale": 1.0}],
+                                    lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
         batches = _Batches(len(cached_images), cfg.comparator_batch_size, gen)
         for step in range(cmp_steps):
             idx = batches.next()
@@ -154,3 +169,58 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
     return {"generator_steps": gen_steps, "comparator_steps": cmp_steps,
             "generator_seconds": round(generator_s, 1), "seconds": round(time.perf_counter() - start, 1),
             "losses": {k: round(v, 5) for k, v in running.items()}}
+
+
+HEAD_DEFECT_IMAGES = 1024  # synthetic-defect images whose frozen features are cached (4 to 16 versions per image)
+
+
+def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, steps: int,
+                report: Callable[[int, torch.Tensor], None]) -> None:
+    """Stage 2 with a frozen Encoder3: only the projection head learns, so Encoder3's features are computed
+    once (generator predictions of every triplet; each image clean and in several defect versions)
+    and the contrastive steps run on the cached features: many steps for the price of one pass.
+    """
+    device = next(net.parameters()).device
+    synthesize = AnomalySynthesizer(p_anomaly=1.0, seed=cfg.seed)
+    variants = min(16, max(4, math.ceil(HEAD_DEFECT_IMAGES / len(images))))
+    target = net.triplets[:, 2]
+    every = torch.arange(net.cfg.grid ** 2, device=device)
+    pred_feats, real_feats, labels = [], [], []
+    with torch.no_grad():
+        for i in range(0, len(images), 8):
+            clean = as_float(images[i:i + 8])
+            tokens = net.patchify(clean.to(device))
+            pred = net.predict_triplets(tokens)  # (B, T, n, Dt)
+            pred_feats.append(net.encode_comparator(pred, target.expand(len(pred), -1)).half().cpu())
+            versions, masks = [clean], [torch.zeros_like(clean[:, :1])]
+            for _ in range(variants):
+                defective, mask = synthesize(clean, generator=gen)
+                versions.append(defective)
+                masks.append(mask)
+            v = torch.stack(versions, 1)  # (B, 1 + V, 3, S, S)
+            flat = net.patchify(v.flatten(0, 1).to(device))
+            feats = torch.cat([net.encode_comparator(chunk, every.expand(len(chunk), -1))  # (B*(1+V), P, n, Dw)
+                               for chunk in flat.split(8)])  # 8 images at a time bounds the activations
+            real_feats.append(feats.half().reshape(len(clean), 1 + variants, *feats.shape[1:]).cpu())
+            lab = net.token_labels(torch.stack(masks, 1).flatten(0, 1).to(device))
+            labels.append(lab.reshape(len(clean), 1 + variants, *lab.shape[1:]).cpu())
+    pred_feats, real_feats, labels = torch.cat(pred_feats), torch.cat(real_feats), torch.cat(labels)
+
+    params = list(net.comparator_head.parameters())
+    opt = _optimizer(params, cfg)
+    batches = _Batches(len(images), cfg.comparator_batch_size, gen)
+    for step in range(steps):
+        idx = batches.next()
+        b = len(idx)
+        defect = torch.rand(b, generator=gen) < cfg.anomaly_probability
+        version = torch.where(defect, torch.randint(1, 1 + variants, (b,), generator=gen), 0)
+        which = net.sample_triplets(b, cfg.triplets_per_image).cpu()  # (B, K)
+        tgt = target.cpu()[which]
+        rows = idx.unsqueeze(1)
+        pred = pred_feats[rows, which].float().to(device)  # (B, K, n, Dw)
+        real = real_feats[rows, version.unsqueeze(1), tgt].float().to(device)
+        label = labels[rows, version.unsqueeze(1), tgt].to(device)
+        dist = 1.0 - (net.project_comparator(pred) * net.project_comparator(real)).sum(-1)
+        loss = contrastive_loss(dist, label, cfg.contrastive_margin)
+        _step(opt, loss, params, cfg.lr * lr_factor(step, steps, cfg.warmup_steps))
+        report(step + 1, loss)

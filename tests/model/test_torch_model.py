@@ -159,3 +159,30 @@ def test_config_validation():
         ModelConfig(image_size=100, patch_size=32).validate()
     with pytest.raises(ConfigError):
         ModelConfig(directions=("sideways",)).validate()
+
+
+def test_comparator_with_its_own_width_class_token_and_colour():
+    cfg = ModelConfig(**SMALL, comparator_width=48, comparator_heads=4, comparator_mlp_ratio=4.0,
+                      comparator_class_token=True, comparator_position=False, comparator_color=True)
+    torch.manual_seed(0)
+    net = PatternNet(cfg).eval()
+    assert net.comparator.pos_embed.shape == (1, 1 + 16, 48)  # class token's row + 4 x 4 tokens
+    img = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        amap, expected = net(img)
+        tokens = net.patchify(img)
+        feats = net.encode_comparator(tokens, torch.arange(16).expand(2, -1))
+    assert amap.shape == (2, 64, 64) and expected.shape == (2, 3, 64, 64)
+    assert feats.shape == (2, 16, 16, 48 + 6)
+    first = (img[0, :, :4, :4] - 0.5) / 0.25  # patch 0, token 0: 4 x 4 px
+    assert torch.allclose(feats[0, 0, 0, 48:51], first.mean((1, 2)), atol=1e-5)
+    assert torch.allclose(feats[0, 0, 0, 51:], first.reshape(3, -1).std(1), atol=1e-5)
+    # a colour shift of +0.1 (0.4 in normalised units, less where clipped) moves the colour means
+    with torch.no_grad():
+        shifted = net.encode_comparator(net.patchify((img + 0.1).clamp(0, 1)), torch.arange(16).expand(2, -1))
+    assert (shifted[..., 48:51] - feats[..., 48:51]).abs().mean() > 0.2
+
+
+def test_comparator_position_needs_equal_widths():
+    with pytest.raises(ConfigError, match="comparator_position"):
+        ModelConfig(**SMALL, comparator_width=48, comparator_heads=4).validate()

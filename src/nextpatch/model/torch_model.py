@@ -52,6 +52,18 @@ def gaussian_kernel1d(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
+def contrastive_loss(dist: torch.Tensor, label: torch.Tensor, margin: float) -> torch.Tensor:
+    """Per-token contrastive loss: dist, label (defect fraction) of the same shape -> scalar.
+
+    Tokens without defect are positive pairs (distance -> 0), defect tokens negative pairs (distance ->
+    >= margin); each side is averaged on its own so rare defects weigh as much as normals.
+    """
+    normal, anomalous = 1 - label, label
+    pull = (normal * dist.pow(2)).sum() / normal.sum().clamp(min=1)
+    push = (anomalous * F.relu(margin - dist).pow(2)).sum() / anomalous.sum().clamp(min=1)
+    return pull + push
+
+
 class PatternNet(nn.Module):
     """Pattern generation network (Encoder1, Encoder2, decoder) + pattern comparison network (Encoder3)."""
 
@@ -76,8 +88,10 @@ class PatternNet(nn.Module):
         self.decoder_pred = nn.Linear(d, token_dim)
 
         # Pattern comparison: one Siamese encoder applied to predicted and real patches alike.
-        self.comparator = ViTEncoder(depth=cfg.comparator_depth, **vit)
-        self.comparator_head = nn.Linear(d, cfg.comparator_dim)
+        cd, ch, cr = cfg.comparator_dims
+        self.comparator = ViTEncoder(token_dim=token_dim, num_tokens=n, dim=cd, depth=cfg.comparator_depth,
+                                     heads=ch, mlp_ratio=cr, class_token=cfg.comparator_class_token)
+        self.comparator_head = nn.Linear(cd + (6 if cfg.comparator_color else 0), cfg.comparator_dim)
 
         self.register_buffer("triplets", triplet_table(g, cfg.directions), persistent=False)
         self.register_buffer("smoothing", gaussian_kernel1d(cfg.smoothing_sigma), persistent=False)
@@ -140,12 +154,28 @@ class PatternNet(nn.Module):
         return self.decoder_pred(self.decoder_norm(x)).reshape(n_img, k, n_tok, -1)
 
     # ---------------------------------------------------------------------------- comparison
+    def encode_comparator(self, tokens: torch.Tensor, patch_index: torch.Tensor) -> torch.Tensor:
+        """Encoder3 alone: tokens (N, K, n, Dt) of patches at grid positions patch_index (N, K) -> (N, K, n, Dw).
+
+        With `comparator_color`, each token's mean and std of R, G, B (normalised pixel units) are
+        appended (Dw = width + 6): pretrained self-supervised features are trained to ignore colour
+        shifts, which are defects here, so the head gets them explicitly and learns their weight.
+        """
+        n_img, k, n_tok, token_dim = tokens.shape
+        pos = self.patch_pos[patch_index].reshape(n_img * k, 1, -1) if self.cfg.comparator_position else None
+        feats = self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos).reshape(n_img, k, n_tok, -1)
+        if self.cfg.comparator_color:
+            px = tokens.reshape(n_img, k, n_tok, -1, 3)  # a token's pixels are (ti, tj, C)
+            feats = torch.cat([feats, px.mean(3), px.std(3)], dim=-1)
+        return feats
+
+    def project_comparator(self, feats: torch.Tensor) -> torch.Tensor:
+        """Encoder3 features (..., Dw) -> unit comparison features (..., Dc) through the projection head."""
+        return F.normalize(self.comparator_head(feats), dim=-1)
+
     def forward_comparator(self, tokens: torch.Tensor, patch_index: torch.Tensor) -> torch.Tensor:
         """tokens (N, K, n, Dt) of patches at grid positions patch_index (N, K) -> unit features (N, K, n, Dc)."""
-        n_img, k, n_tok, token_dim = tokens.shape
-        pos = self.patch_pos[patch_index].reshape(n_img * k, 1, -1)
-        feats = self.comparator_head(self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos))
-        return F.normalize(feats, dim=-1).reshape(n_img, k, n_tok, -1)
+        return self.project_comparator(self.encode_comparator(tokens, patch_index))
 
     def distance(self, pred: torch.Tensor, real: torch.Tensor, patch_index: torch.Tensor,
                  real_feats: torch.Tensor | None = None) -> torch.Tensor:
@@ -241,9 +271,7 @@ class PatternNet(nn.Module):
 
         pred: (N, K, n, Dt) generator predictions (of the clean image) for triplets `which` (N, K);
         real: (N, P, n, Dt) tokens of the same images carrying synthetic defects; label: (N, P, n) the
-        defect fraction of each token (see `token_labels`).
-        Tokens without defect are positive pairs (distance -> 0), defect tokens negative pairs
-        (distance -> >= margin); each side is averaged on its own so rare defects weigh as much as normals.
+        defect fraction of each token (see `token_labels`); see `contrastive_loss`.
         """
         target = self.triplets[which, 2]
         batch = torch.arange(len(which), device=which.device).unsqueeze(1)
@@ -252,10 +280,7 @@ class PatternNet(nn.Module):
             every = torch.arange(real.shape[1], device=which.device).expand(len(which), -1)
             real_feats = self.forward_comparator(real, every)[batch, target]
         dist = self.distance(pred, real[batch, target], target, real_feats)
-        normal, anomalous = 1 - label[batch, target], label[batch, target]
-        pull = (normal * dist.pow(2)).sum() / normal.sum().clamp(min=1)
-        push = (anomalous * F.relu(margin - dist).pow(2)).sum() / anomalous.sum().clamp(min=1)
-        return pull + push
+        return contrastive_loss(dist, label[batch, target], margin)
 
     def transform_patches(self, tokens: torch.Tensor, rotations: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         """Rotate (k * 90 degrees) and/or mirror every patch in place on the grid, per image.

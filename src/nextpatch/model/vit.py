@@ -100,27 +100,37 @@ class ViTEncoder(nn.Module):
     """Tokens of one patch -> features.
 
     tokens: (N, L, Dt) -> (N, L, D). `num_tokens` fixes the learned position embedding's length.
+    With `class_token=True` a learned class token is prepended (as in timm / DINOv2; the position
+    embedding then has L + 1 rows) and dropped from the output unless `with_class_token=True`.
     The caller patchifies; this class never sees an image, which keeps it reusable for the two
     generator encoders and the comparator alike.
     """
 
     def __init__(self, *, token_dim: int, num_tokens: int, dim: int, depth: int, heads: int,
-                 mlp_ratio: float = 4.0):
+                 mlp_ratio: float = 4.0, class_token: bool = False):
         super().__init__()
         self.patch_embed = nn.Linear(token_dim, dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens + int(class_token), dim))
         self.blocks = nn.ModuleList(Block(dim=dim, heads=heads, mlp_ratio=mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
 
-    def forward(self, tokens: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, extra: torch.Tensor | None = None, *,
+                with_class_token: bool = False) -> torch.Tensor:
         """`extra` (broadcastable to (N, L, D)) is added after the embedding, e.g. a patch-position code."""
-        x = self.patch_embed(tokens) + self.pos_embed
+        x = self.patch_embed(tokens)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (N, 1 + L, D)
+        x = x + self.pos_embed
         if extra is not None:
             x = x + extra
         for block in self.blocks:
             x = block(x)
-        return self.norm(x)
+        x = self.norm(x)
+        return x[:, 1:] if self.cls_token is not None and not with_class_token else x
 
 
 def init_weights(module: nn.Module) -> None:

