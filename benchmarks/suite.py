@@ -1,6 +1,7 @@
 """The benchmark behind the README's table: train the default config per suite category, evaluate, time it.
 
-    python benchmarks/suite.py --out benchmarks/out            # whole suite (builds the data if needed)
+    python benchmarks/suite.py                                  # whole suite, default preset (builds the data if needed)
+    python benchmarks/suite.py --presets scratch frozen-dinov2  # one row per preset, measured in one run
     python benchmarks/suite.py --categories woven pcb --steps 200
 
 Each category trains in its own subprocess so its peak memory (max RSS) is its own. Per category:
@@ -8,7 +9,7 @@ image AUROC, pixel AUROC, AUPRO@30%, F1-max, train seconds, predict ms/image (me
 calls, model loaded once, batch 1), peak memory. Ablations reuse the trained weights and change only
 inference: forward-only (the paper's single direction), rows-only (forward + backward), mean instead
 of min fusion, and pixel L2 instead of the Siamese comparator.
-Writes OUT/results.json and OUT/results.md.
+Writes OUT/results.json ({preset: [rows]}) and OUT/results.md.
 """
 from __future__ import annotations
 
@@ -29,25 +30,27 @@ ABLATIONS = {
     "rows only (forward + backward)": {"directions": ("right", "left")},
     "mean fusion instead of min": {"fusion": "mean"},
     "pixel L2 instead of Siamese comparator": {"distance": "pixel"},
-    "image score = mean of the top 1% of the map (not max)": {"score_topk": 0.01},
+    # the other image-score rule than the preset's own: max of the map <-> mean of its top 1%
+    "image score: the other rule (max <-> mean of the top 1%)": lambda m: {"score_topk": 0.0 if m.score_topk else 0.01},
 }
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 
-def run_category(category: Path, out: Path, config_file: str | None, steps: int | None, seed: int) -> dict:
+def run_category(category: Path, out: Path, preset: str, config_file: str | None, steps: int | None,
+                 seed: int) -> dict:
     """Train + evaluate one category in this process; returns the result row."""
     import numpy as np
     import torch
 
-    from nextpatch.config import Config
+    from nextpatch.presets import preset_config
     from nextpatch.data.io import read_image
     from nextpatch.data.layouts import test_samples
     from nextpatch.detector import Detector
     from nextpatch.evaluate import evaluate_category
 
-    config = Config.from_file(config_file) if config_file else Config()
+    config = preset_config(preset, config_file)
     if steps:
-        config.train.steps, config.train.comparator_steps, config.train.epochs = steps, 2 * steps, 0
+        config.train.scale_steps(steps)
     config.train.seed = seed
     start = time.perf_counter()
     detector = Detector(config).fit(category)
@@ -65,11 +68,11 @@ def run_category(category: Path, out: Path, config_file: str | None, steps: int 
 
     ablations = {}
     for name, change in ABLATIONS.items():
-        variant = detector.replace_config(**change)
+        variant = detector.replace_config(**(change(detector.config.model) if callable(change) else change))
         m = evaluate_category(variant, category, None, progress=False)["metrics"]
         ablations[name] = {k: m[k] for k in METRICS}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"category": category.name, **{k: result["metrics"][k] for k in (*METRICS, "f1_max")},
+    return {"category": category.name, "preset": preset, **{k: result["metrics"][k] for k in (*METRICS, "f1_max")},
             "confusion": result["metrics"]["confusion"], "train_s": round(train_s, 1),
             "predict_ms": round(statistics.median(times), 1), "peak_mib": round(peak_mib),
             "threads": torch.get_num_threads(), "steps": [detector.training_["generator_steps"], detector.training_["comparator_steps"]],
@@ -80,36 +83,59 @@ def fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def markdown(rows: list[dict]) -> str:
+def _mean(rows, key, src=lambda r: r):
+    vals = [src(r)[key] for r in rows if src(r)[key] is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def category_table(rows: list[dict]) -> str:
     lines = ["| category | image AUROC | pixel AUROC | AUPRO@30% | F1-max | train s | predict ms/img | peak MiB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['category']} | {fmt(r['image_auroc'])} | {fmt(r['pixel_auroc'])} | {fmt(r['aupro'])} | "
                      f"{fmt(r['f1_max'])} | {r['train_s']:.0f} | {r['predict_ms']:.0f} | {r['peak_mib']} |")
-
-    def mean(key, src=lambda r: r):
-        vals = [src(r)[key] for r in rows if src(r)[key] is not None]
-        return sum(vals) / len(vals) if vals else None
-
-    lines.append(f"| **mean** | **{fmt(mean('image_auroc'))}** | **{fmt(mean('pixel_auroc'))}** | "
-                 f"**{fmt(mean('aupro'))}** | {fmt(mean('f1_max'))} | {mean('train_s'):.0f} | "
-                 f"{mean('predict_ms'):.0f} | {max(r['peak_mib'] for r in rows)} (max) |")
+    lines.append(f"| **mean** | **{fmt(_mean(rows, 'image_auroc'))}** | **{fmt(_mean(rows, 'pixel_auroc'))}** | "
+                 f"**{fmt(_mean(rows, 'aupro'))}** | {fmt(_mean(rows, 'f1_max'))} | {_mean(rows, 'train_s'):.0f} | "
+                 f"{_mean(rows, 'predict_ms'):.0f} | {max(r['peak_mib'] for r in rows)} (max) |")
     lines += ["", "Ablations (same trained weights, inference changed; means over the categories above):", "",
               "| variant | image AUROC | pixel AUROC | AUPRO@30% |", "|---|---|---|---|",
-              f"| default: 4 directions, min fusion, Siamese comparator | {fmt(mean('image_auroc'))} | "
-              f"{fmt(mean('pixel_auroc'))} | {fmt(mean('aupro'))} |"]
+              f"| as trained: 4 directions, min fusion, Siamese comparator | {fmt(_mean(rows, 'image_auroc'))} | "
+              f"{fmt(_mean(rows, 'pixel_auroc'))} | {fmt(_mean(rows, 'aupro'))} |"]
     for name in ABLATIONS:
-        lines.append(f"| {name} | " + " | ".join(fmt(mean(k, lambda r: r['ablations'][name])) for k in METRICS) + " |")
+        have = [r for r in rows if name in r["ablations"]]  # rows from an older run may lack a variant
+        lines.append(f"| {name} | " + " | ".join(fmt(_mean(have, k, lambda r: r['ablations'][name]) if have else None)
+                                                  for k in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, list[dict]]) -> str:
+    cats = sorted({r["category"] for rows in results.values() for r in rows})
+    lines = ["| preset | mean image AUROC | mean pixel AUROC | mean AUPRO@30% | "
+             + " | ".join(f"{c} (img/pix)" for c in cats) + " | train s | predict ms/img | peak MiB |",
+             "|---|---|---|---|" + "---|" * len(cats) + "---|---|---|"]
+    for preset, rows in results.items():
+        by = {r["category"]: r for r in rows}
+        per = " | ".join(f"{fmt(by[c]['image_auroc'])} / {fmt(by[c]['pixel_auroc'])}" if c in by else "-" for c in cats)
+        partial = f" ({len(rows)} of {len(cats)} categories)" if len(rows) < len(cats) else ""
+        lines.append(f"| {preset}{partial} | **{fmt(_mean(rows, 'image_auroc'))}** | **{fmt(_mean(rows, 'pixel_auroc'))}** | "
+                     f"{fmt(_mean(rows, 'aupro'))} | {per} | {_mean(rows, 'train_s'):.0f} | "
+                     f"{_mean(rows, 'predict_ms'):.0f} | {max(r['peak_mib'] for r in rows)} |")
+    for preset, rows in results.items():
+        lines += ["", f"### preset `{preset}`", "", category_table(rows)]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
+    from nextpatch.presets import DEFAULT_PRESET
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(HERE / "data" / "suite"), help="suite folder (built if missing)")
     parser.add_argument("--out", default=str(HERE / "out" / "suite"))
     parser.add_argument("--categories", nargs="*", help="subset of categories (default: all)")
-    parser.add_argument("--config", help="nextpatch config file (default: the package default)")
-    parser.add_argument("--steps", type=int, help="override training steps: N generator, 2N comparator (default: the config's)")
+    parser.add_argument("--presets", nargs="*", default=[DEFAULT_PRESET],
+                        help=f"presets to compare, one table row each (default: {DEFAULT_PRESET})")
+    parser.add_argument("--config", help="nextpatch config file applied on top of each preset")
+    parser.add_argument("--steps", type=int, help="override training steps: N generator, the comparator's in the preset's ratio (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one category in this process
     args = parser.parse_args()
@@ -117,7 +143,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     if args.one:
-        row = run_category(Path(args.one), out, args.config, args.steps, args.seed)
+        row = run_category(Path(args.one), out, args.presets[0], args.config, args.steps, args.seed)
         (out / f"{Path(args.one).name}.json").write_text(json.dumps(row, indent=2))
         return
 
@@ -130,22 +156,25 @@ def main() -> None:
     categories = sorted(p for p in data.iterdir() if (p / "train" / "good").is_dir())
     if args.categories:
         categories = [c for c in categories if c.name in args.categories]
-    rows = []
-    for category in categories:
-        cmd = [sys.executable, __file__, "--one", str(category), "--out", str(out), "--seed", str(args.seed)]
-        if args.config:
-            cmd += ["--config", args.config]
-        if args.steps:
-            cmd += ["--steps", str(args.steps)]
-        print(f"== {category.name}", flush=True)
-        subprocess.run(cmd, check=True)
-        row = json.loads((out / f"{category.name}.json").read_text())
-        print(f"   image AUROC {fmt(row['image_auroc'])} pixel AUROC {fmt(row['pixel_auroc'])} "
-              f"AUPRO {fmt(row['aupro'])} train {row['train_s']:.0f} s predict {row['predict_ms']:.0f} ms "
-              f"peak {row['peak_mib']} MiB", flush=True)
-        rows.append(row)
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
-    table = markdown(rows)
+    results: dict[str, list[dict]] = {}
+    for preset in args.presets:
+        rows = results.setdefault(preset, [])
+        for category in categories:
+            cmd = [sys.executable, __file__, "--one", str(category), "--out", str(out / preset),
+                   "--seed", str(args.seed), "--presets", preset]
+            if args.config:
+                cmd += ["--config", args.config]
+            if args.steps:
+                cmd += ["--steps", str(args.steps)]
+            print(f"== {preset} / {category.name}", flush=True)
+            subprocess.run(cmd, check=True)
+            row = json.loads((out / preset / f"{category.name}.json").read_text())
+            print(f"   image AUROC {fmt(row['image_auroc'])} pixel AUROC {fmt(row['pixel_auroc'])} "
+                  f"AUPRO {fmt(row['aupro'])} train {row['train_s']:.0f} s predict {row['predict_ms']:.0f} ms "
+                  f"peak {row['peak_mib']} MiB", flush=True)
+            rows.append(row)
+            (out / "results.json").write_text(json.dumps(results, indent=2))  # partial results survive a crash
+    table = markdown(results)
     (out / "results.md").write_text(table)
     print(table)
 
