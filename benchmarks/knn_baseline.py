@@ -140,9 +140,11 @@ def greedy_coreset(x: torch.Tensor, k: int, gen: torch.Generator, project: int =
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    r = max(1, int(np.ceil(3 * sigma)))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
-    k = k / k.sum()
+    """x (N, 1, H, W) -> the same, smoothed with nextpatch's own kernel (replicate padding, as its maps)."""
+    from nextpatch.model.torch_model import gaussian_kernel1d
+
+    k = gaussian_kernel1d(sigma)
+    r = k.numel() // 2
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
 
