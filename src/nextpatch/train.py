@@ -130,14 +130,13 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
     generator_s = time.perf_counter() - start
 
     # Stage 2: pattern comparison, on cached predictions of the frozen generator.
+    if cmp_steps:
+        net.eval()
+        cached_images = images[torch.randperm(len(images), generator=gen)[:cfg.cache_images]]
     if cmp_steps and cfg.freeze_comparator:
-        net.eval()
-        keep = torch.randperm(len(images), generator=gen)[:cfg.cache_images]
-        _train_head(net, images[keep], cfg, gen, cmp_steps, lambda step, loss: report(gen_steps + step, "comparator", loss))
+        _train_head(net, cached_images, cfg, gen, cmp_steps,
+                    lambda step, loss: report(gen_steps + step, "comparator", loss))
     elif cmp_steps:
-        net.eval()
-        keep = torch.randperm(len(images), generator=gen)[:cfg.cache_images]
-        cached_images = images[keep]
         with torch.no_grad():
             cache = torch.cat([net.predict_triplets(net.patchify(as_float(cached_images[i:i + 8]).to(device))).half()
                                for i in range(0, len(cached_images), 8)])  # (M', T, n, Dt)

@@ -81,27 +81,27 @@ def read_onnx(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file for the user
         raise ModelFileError(f"{path}: cannot be read as ONNX ({type(exc).__name__}); is the file complete?") from None
     init = {i.name: i for i in model.graph.initializer}
-    state = {name: torch.from_numpy(numpy_helper.to_array(t).copy()) for name, t in init.items()
-             if not name.startswith("onnx::") and "." in name}
 
     def tensor(name: str) -> torch.Tensor:
         return torch.from_numpy(numpy_helper.to_array(init[name]).copy())
 
+    def hf_name(scope: str | None, rest: str) -> str:  # "/backbone/" + "x.y" -> "backbone.x.y"
+        prefix = (scope or "").strip("/").replace("/", ".")
+        return f"{prefix}.{rest}" if prefix else rest
+
+    state = {name: tensor(name) for name in init if not name.startswith("onnx::") and "." in name}
     pos = {}  # the exporter splits the position embedding into the class row and the grid rows
     for node in model.graph.node:
         m = re.match(r"(.*/)?embeddings/(Concat_6|Reshape_1)$", node.name)
         if m and node.input[0] in init:
             pos["cls" if m.group(2) == "Concat_6" else "grid"] = tensor(node.input[0])
-            prefix = (m.group(1) or "").strip("/").replace("/", ".")
             if len(pos) == 2:
-                state[f"{prefix + '.' if prefix else ''}embeddings.position_embeddings"] = torch.cat(
+                state[hf_name(m.group(1), "embeddings.position_embeddings")] = torch.cat(
                     [pos["cls"].reshape(1, 1, -1), pos["grid"].reshape(1, -1, pos["cls"].shape[-1])], dim=1)
         m = re.match(r"(.*/)?encoder/layer\.(\d+)/(.+)$", node.name)
-        if node.op_type != "MatMul" or not m or m.group(3) not in _ONNX_LINEAR or node.input[1] not in init:
-            continue
-        prefix = (m.group(1) or "").strip("/").replace("/", ".")
-        name = f"{prefix + '.' if prefix else ''}encoder.layer.{m.group(2)}.{_ONNX_LINEAR[m.group(3)]}"
-        state[name] = tensor(node.input[1]).t().contiguous()
+        if node.op_type == "MatMul" and m and m.group(3) in _ONNX_LINEAR and node.input[1] in init:
+            name = hf_name(m.group(1), f"encoder.layer.{m.group(2)}.{_ONNX_LINEAR[m.group(3)]}")
+            state[name] = tensor(node.input[1]).t().contiguous()
     return state
 
 
