@@ -259,7 +259,8 @@ def _reason(stderr: str) -> str:
     return (lines[-1] if lines else "failed without a message")[:300]
 
 
-def run_all(data: Path, out: Path, models: list[str], categories: list[Path]) -> dict:
+def run_all(data: Path, out: Path, models: list[str], categories: list[Path], resume: bool = False) -> dict:
+    """Every (model, category) in a subprocess; with `resume`, rows already in OUT are kept, not rerun."""
     results: dict = {}
     for name in models:
         peer = PEERS[name]
@@ -269,6 +270,10 @@ def run_all(data: Path, out: Path, models: list[str], categories: list[Path]) ->
             continue
         for category in categories:
             row_file = out / name / f"{category.name}.json"
+            if resume and row_file.exists():
+                entry["rows"].append(json.loads(row_file.read_text()))
+                print(f"{name:20s} {category.name:8s} kept from the earlier run (--resume)", flush=True)
+                continue
             row_file.unlink(missing_ok=True)
             cmd = [sys.executable, __file__, "--one", name, "--category", str(category), "--out", str(out)]
             start = time.perf_counter()
@@ -302,6 +307,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(BENCH / "out" / "peers"))
     parser.add_argument("--models", nargs="*", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--categories", nargs="*")
+    parser.add_argument("--resume", action="store_true", help="keep the rows an interrupted run already wrote")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--category", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -316,7 +322,7 @@ def main() -> None:
     if args.categories:
         categories = [c for c in categories if c.name in args.categories]
     out.mkdir(parents=True, exist_ok=True)
-    run_all(data, out, args.models, categories)
+    run_all(data, out, args.models, categories, resume=args.resume)
 
 
 if __name__ == "__main__":
