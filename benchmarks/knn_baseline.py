@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -150,26 +149,19 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def run_category(category: Path, mode: str, depth: int, coreset: float) -> dict:
-    from nextpatch.data.io import read_image
-    from nextpatch.data.layouts import test_samples, train_images
+    from nextpatch.data.layouts import train_images
     from nextpatch.evaluate import evaluate_category
+    from timing import predict_ms
 
     start = time.perf_counter()
     knn = FeatureKNN(depth=depth, mode=mode, coreset=coreset).fit(train_images(category))
     fit_s = time.perf_counter() - start
     result = evaluate_category(knn, category, None, progress=False)
-    samples, _ = test_samples(category)
-    images = [read_image(s.path) for s in samples[:: max(1, len(samples) // 20)][:20]]
-    knn.predict(images[0])
-    times = []
-    for image in images:
-        t = time.perf_counter()
-        knn.predict(image)
-        times.append(1000 * (time.perf_counter() - t))
+    median_ms = predict_ms(knn.predict, category)
     m = result["metrics"]
     return {"category": category.name, "mode": mode, "depth": depth, "coreset": coreset,
             "image_auroc": m["image_auroc"], "pixel_auroc": m["pixel_auroc"], "aupro": m["aupro"],
-            "train_s": round(fit_s, 1), "predict_ms": round(statistics.median(times), 1),
+            "train_s": round(fit_s, 1), "predict_ms": median_ms,
             "model_mib": round(knn.model_bytes() / 2 ** 20, 2),
             "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 

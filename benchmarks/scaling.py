@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,9 +37,9 @@ def build(root: Path, n_train: int) -> Path:
 
 
 def run_one(method: str, category: Path, n: int) -> dict:
-    from nextpatch.data.io import read_image
-    from nextpatch.data.layouts import test_samples, train_images
+    from nextpatch.data.layouts import train_images
     from nextpatch.evaluate import evaluate_category
+    from timing import predict_ms
 
     paths = sorted(train_images(category))[:n]
     start = time.perf_counter()
@@ -59,16 +58,9 @@ def run_one(method: str, category: Path, n: int) -> dict:
         fit_s = time.perf_counter() - start
         size = model.model_bytes()
     metrics = evaluate_category(model, category, None, progress=False)["metrics"]
-    samples, _ = test_samples(category)
-    images = [read_image(s.path) for s in samples[:: max(1, len(samples) // 20)][:20]]
-    model.predict(images[0])
-    times = []
-    for image in images:
-        t = time.perf_counter()
-        model.predict(image)
-        times.append(1000 * (time.perf_counter() - t))
+    median_ms = predict_ms(model.predict, category)
     return {"method": method, "train_images": n, "fit_s": round(fit_s, 1), "model_mib": round(size / 2 ** 20, 2),
-            "predict_ms": round(statistics.median(times), 1), "image_auroc": metrics["image_auroc"],
+            "predict_ms": median_ms, "image_auroc": metrics["image_auroc"],
             "pixel_auroc": metrics["pixel_auroc"],
             "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -43,10 +42,9 @@ def run_category(category: Path, out: Path, preset: str, config_file: str | None
     import torch
 
     from nextpatch.presets import preset_config
-    from nextpatch.data.io import read_image
-    from nextpatch.data.layouts import test_samples
     from nextpatch.detector import Detector
     from nextpatch.evaluate import evaluate_category
+    from timing import predict_ms
 
     config = preset_config(preset, config_file)
     if steps:
@@ -57,14 +55,7 @@ def run_category(category: Path, out: Path, preset: str, config_file: str | None
     train_s = time.perf_counter() - start
     result = evaluate_category(detector, category, out / category.name, progress=False)
 
-    samples, _ = test_samples(category)
-    images = [read_image(s.path) for s in samples[:: max(1, len(samples) // 20)][:20]]
-    detector.predict(images[0])  # warm-up
-    times = []
-    for image in images:
-        t = time.perf_counter()
-        detector.predict(image)
-        times.append(1000 * (time.perf_counter() - t))
+    median_ms = predict_ms(detector.predict, category)
 
     variants = {}
     for name, change in (ABLATIONS.items() if ablations else ()):
@@ -74,7 +65,7 @@ def run_category(category: Path, out: Path, preset: str, config_file: str | None
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"category": category.name, "preset": preset, **{k: result["metrics"][k] for k in (*METRICS, "f1_max")},
             "confusion": result["metrics"]["confusion"], "train_s": round(train_s, 1),
-            "predict_ms": round(statistics.median(times), 1), "peak_mib": round(peak_mib),
+            "predict_ms": median_ms, "peak_mib": round(peak_mib),
             "threads": torch.get_num_threads(), "steps": [detector.training_["generator_steps"], detector.training_["comparator_steps"]],
             "ablations": variants, "numpy": np.__version__, "torch": torch.__version__}
 

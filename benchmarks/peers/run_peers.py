@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -191,9 +190,8 @@ def run_one(name: str, category: Path, out: Path) -> dict:
     from anomalib.engine import Engine
     import anomalib.models as M
 
-    from nextpatch.data.io import read_image
-    from nextpatch.data.layouts import test_samples
     from nextpatch.evaluate import evaluate_category
+    from timing import predict_ms
 
     peer = PEERS[name]
     cls = getattr(M, peer.model or name)
@@ -228,16 +226,9 @@ def run_one(name: str, category: Path, out: Path) -> dict:
 
     detector = AnomalibDetector(model)
     result = evaluate_category(detector, category, None, progress=False)
-    samples, _ = test_samples(category)
-    images = [read_image(s.path) for s in samples[:: max(1, len(samples) // 20)][:20]]
     model.eval()
-    with torch.no_grad():
-        model(detector._tensor(images[:1]))  # warm-up
-        times = []
-        for image in images:
-            t = time.perf_counter()
-            model(detector._tensor([image]))
-            times.append(1000 * (time.perf_counter() - t))
+    with torch.no_grad():  # the module's full forward (pre-processing, model, post-processing)
+        median_ms = predict_ms(lambda image: model(detector._tensor([image])), category)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     m = result["metrics"]
@@ -245,7 +236,7 @@ def run_one(name: str, category: Path, out: Path) -> dict:
         m["pixel_auroc"] = m["aupro"] = None
     return {"method": name, "category": category.name, "image_auroc": m["image_auroc"],
             "pixel_auroc": m["pixel_auroc"], "aupro": m["aupro"], "train_s": round(train_s, 1),
-            "predict_ms": round(statistics.median(times), 1), "model_mib": round((params + buffers) / 2 ** 20, 1),
+            "predict_ms": median_ms, "model_mib": round((params + buffers) / 2 ** 20, 1),
             "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "epochs": peer.epochs, "note": peer.note, "pretrained": bool(peer.weights)}
 
