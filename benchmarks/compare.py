@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from suite import _mean, fmt  # noqa: E402  (means skip n/a: image-level peers have no pixel metrics)
+
 PEERS_VENV = Path(os.environ.get("PEERS_VENV", HERE / "peers" / ".venv"))
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
@@ -36,16 +39,6 @@ def step(title: str, cmd: list[str]) -> float:
     took = time.perf_counter() - start
     print(f"=== {title}: {took / 60:.1f} min", flush=True)
     return took
-
-
-def _mean(rows: list[dict], key: str) -> float | None:
-    """Mean over rows that have the value (image-level peers have no pixel metrics)."""
-    vals = [r[key] for r in rows if r.get(key) is not None]
-    return sum(vals) / len(vals) if vals else None
-
-
-def fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
 
 
 def method_rows(out: Path) -> list[dict]:
@@ -133,7 +126,6 @@ def main() -> None:
     times = {}
     if not args.table_only:
         if not Path(args.data).is_dir():
-            sys.path.insert(0, str(HERE))
             from suite_data import build_suite
 
             build_suite(Path(args.data))
@@ -171,5 +163,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
     main()

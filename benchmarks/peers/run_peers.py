@@ -106,10 +106,7 @@ def _offline() -> None:
         kwargs["pretrained"] = False
         return create(*args, **kwargs)
 
-    timm.create_model = create_random
-    import anomalib.models.components.feature_extractors.timm as fx
-
-    fx.timm.create_model = create_random
+    timm.create_model = create_random  # anomalib calls it as timm.create_model, so this reaches every model
 
 
 def _local_imagenet(out: Path) -> Path:
@@ -126,7 +123,7 @@ def _local_imagenet(out: Path) -> Path:
                 a = getattr(data, name)()
             except Exception:  # a photo missing from this scikit-image version
                 continue
-            Image.fromarray(a if a.ndim == 3 else a).convert("RGB").save(folder / f"{name}.png")
+            Image.fromarray(a).convert("RGB").save(folder / f"{name}.png")
     return folder.parent
 
 
@@ -250,7 +247,7 @@ def _reason(stderr: str) -> str:
     return (lines[-1] if lines else "failed without a message")[:300]
 
 
-def run_all(data: Path, out: Path, models: list[str], categories: list[Path], resume: bool = False) -> dict:
+def run_all(out: Path, models: list[str], categories: list[Path], resume: bool = False) -> dict:
     """Every (model, category) in a subprocess; with `resume`, rows already in OUT are kept, not rerun."""
     results: dict = {}
     for name in models:
@@ -313,7 +310,7 @@ def main() -> None:
     if args.categories:
         categories = [c for c in categories if c.name in args.categories]
     out.mkdir(parents=True, exist_ok=True)
-    run_all(data, out, args.models, categories, resume=args.resume)
+    run_all(out, args.models, categories, resume=args.resume)
 
 
 if __name__ == "__main__":
