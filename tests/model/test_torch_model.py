@@ -186,3 +186,25 @@ def test_comparator_with_its_own_width_class_token_and_colour():
 def test_comparator_position_needs_equal_widths():
     with pytest.raises(ConfigError, match="comparator_position"):
         ModelConfig(**SMALL, comparator_width=48, comparator_heads=4).validate()
+
+
+def test_head_ensemble_distance_is_the_mean_of_its_heads():
+    torch.manual_seed(0)
+    net = PatternNet(ModelConfig(**SMALL, head_ensemble=3)).eval()
+    assert net.comparator_head.out_features == 3 * 16
+    pred, real = torch.rand(2, 5, 16, 48), torch.rand(2, 5, 16, 48)
+    where = torch.arange(5).expand(2, -1)
+    with torch.no_grad():
+        dist = net.distance(pred, real, where)
+        a, b = net.encode_comparator(pred, where), net.encode_comparator(real, where)
+        per_head = []
+        for k in range(3):  # each head alone: its rows of the stacked Linear, normalised on their own
+            w, bias = net.comparator_head.weight[16 * k:16 * (k + 1)], net.comparator_head.bias[16 * k:16 * (k + 1)]
+            fa = torch.nn.functional.normalize(a @ w.T + bias, dim=-1)
+            fb = torch.nn.functional.normalize(b @ w.T + bias, dim=-1)
+            per_head.append(1 - (fa * fb).sum(-1))
+    assert dist.shape == (2, 5, 16)
+    assert torch.allclose(dist, torch.stack(per_head).mean(0), atol=1e-5)
+    assert not torch.allclose(per_head[0], per_head[1])  # the heads differ
+    with pytest.raises(ConfigError, match="head_ensemble"):
+        ModelConfig(**SMALL, head_ensemble=0).validate()

@@ -91,7 +91,8 @@ class PatternNet(nn.Module):
         cd, ch, cr = cfg.comparator_dims
         self.comparator = ViTEncoder(token_dim=token_dim, num_tokens=n, dim=cd, depth=cfg.comparator_depth,
                                      heads=ch, mlp_ratio=cr, class_token=cfg.comparator_class_token)
-        self.comparator_head = nn.Linear(cd + (6 if cfg.comparator_color else 0), cfg.comparator_dim)
+        # K heads stacked in one Linear: rows [k*Dc, (k+1)*Dc) are head k (see `project_comparator`)
+        self.comparator_head = nn.Linear(cd + (6 if cfg.comparator_color else 0), cfg.comparator_dim * cfg.head_ensemble)
 
         self.register_buffer("triplets", triplet_table(g, cfg.directions), persistent=False)
         self.register_buffer("smoothing", gaussian_kernel1d(cfg.smoothing_sigma), persistent=False)
@@ -170,8 +171,18 @@ class PatternNet(nn.Module):
         return feats
 
     def project_comparator(self, feats: torch.Tensor) -> torch.Tensor:
-        """Encoder3 features (..., Dw) -> unit comparison features (..., Dc) through the projection head."""
-        return F.normalize(self.comparator_head(feats), dim=-1)
+        """Encoder3 features (..., Dw) -> unit comparison features (..., K*Dc) through the projection head(s).
+
+        With K = `head_ensemble` heads, each head's Dc outputs are normalised on their own and scaled by
+        1/sqrt(K), so the dot product of two such vectors is the mean of the K heads' cosines: the
+        distance `1 - a.b` is the ensemble's mean distance, at the cost of one Linear.
+        """
+        k = self.cfg.head_ensemble
+        out = self.comparator_head(feats)
+        if k == 1:
+            return F.normalize(out, dim=-1)
+        out = F.normalize(out.unflatten(-1, (k, -1)), dim=-1) / math.sqrt(k)
+        return out.flatten(-2)
 
     def forward_comparator(self, tokens: torch.Tensor, patch_index: torch.Tensor) -> torch.Tensor:
         """tokens (N, K, n, Dt) of patches at grid positions patch_index (N, K) -> unit features (N, K, n, Dc)."""
