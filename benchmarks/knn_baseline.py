@@ -125,17 +125,23 @@ def greedy_coreset(x: torch.Tensor, k: int, gen: torch.Generator, project: int =
     """Greedy k-center selection (PatchCore): indices of k rows of x (M, D) covering it best.
 
     Distances are computed on a random projection to `project` dims, as PatchCore does for speed.
+    Each step is one matrix-vector product (|z - c|^2 = |z|^2 - 2 z.c + |c|^2, with |c|^2 dropped as
+    it is the same for every row): a memory pass over z, not a cdist, so 800 training images (200k
+    rows) take minutes, not a quarter of an hour.
     """
     if k >= len(x):
         return torch.arange(len(x))
     z = x @ torch.randn(x.shape[1], project, generator=gen) / project ** 0.5 if x.shape[1] > project else x
-    chosen = [int(torch.randint(len(x), (1,), generator=gen))]
-    dist = torch.cdist(z, z[chosen]).squeeze(1)
-    for _ in range(k - 1):
+    z = z.contiguous()
+    sq = z.pow(2).sum(1)
+    chosen = torch.empty(k, dtype=torch.long)
+    chosen[0] = int(torch.randint(len(x), (1,), generator=gen))
+    dist = sq - 2 * (z @ z[chosen[0]]) + sq[chosen[0]]
+    for i in range(1, k):
         nxt = int(dist.argmax())
-        chosen.append(nxt)
-        dist = torch.minimum(dist, torch.cdist(z, z[nxt:nxt + 1]).squeeze(1))
-    return torch.tensor(chosen)
+        chosen[i] = nxt
+        torch.minimum(dist, sq - 2 * (z @ z[nxt]) + sq[nxt], out=dist)
+    return chosen
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
