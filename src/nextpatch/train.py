@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .config import TrainConfig
 from .data.anomalies import AnomalySynthesizer
 from .model.torch_model import PatternNet, contrastive_loss
+from .model.vit import init_weights
 
 
 def augment(batch: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -213,8 +214,7 @@ def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: to
     per_head = max(1, steps // k_heads)
     for k in range(k_heads):
         head = torch.nn.Linear(net.comparator_head.in_features, dim).to(device)
-        torch.nn.init.trunc_normal_(head.weight, std=0.02)
-        torch.nn.init.zeros_(head.bias)
+        init_weights(head)
         params = list(head.parameters())
         opt = _optimizer(params, cfg)
         batches = _Batches(len(images), cfg.comparator_batch_size, gen)
@@ -223,10 +223,10 @@ def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: to
             b = len(idx)
             defect = torch.rand(b, generator=gen) < cfg.anomaly_probability
             version = torch.where(defect, torch.randint(1, 1 + variants, (b,), generator=gen), 0)
-            which = net.sample_triplets(b, cfg.triplets_per_image).cpu()  # (B, K)
+            which = net.sample_triplets(b, cfg.triplets_per_image).cpu()  # (B, triplets)
             tgt = target.cpu()[which]
             rows = idx.unsqueeze(1)
-            pred = pred_feats[rows, which].float().to(device)  # (B, K, n, Dw)
+            pred = pred_feats[rows, which].float().to(device)  # (B, triplets, n, Dw)
             real = real_feats[rows, version.unsqueeze(1), tgt].float().to(device)
             label = labels[rows, version.unsqueeze(1), tgt].to(device)
             dist = 1.0 - (F.normalize(head(pred), dim=-1) * F.normalize(head(real), dim=-1)).sum(-1)
