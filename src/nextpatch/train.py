@@ -207,9 +207,8 @@ def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: to
     pred_feats, real_feats, labels = torch.cat(pred_feats), torch.cat(real_feats), torch.cat(labels)
 
     # Each of the K ensemble heads is trained on its own: own initialisation, own batches, own defect
-    # versions and triplets; then it is copied into its rows of `comparator_head`. One linear head's
-    # result varies a lot with the random draw (measured: brick image AUROC 0.953 with seed 0, 0.991
-    # with seed 1); the mean of K heads' distances varies less.
+    # versions and triplets; then it is copied into its rows of `comparator_head`. Why an ensemble:
+    # see the `frozen-dinov2` preset (one head's result depends on its random draw).
     dim, k_heads = net.cfg.comparator_dim, net.cfg.head_ensemble
     per_head = max(1, steps // k_heads)
     for k in range(k_heads):
