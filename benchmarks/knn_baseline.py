@@ -189,10 +189,9 @@ def main() -> None:
         (out / f"{args.modes[0]}_{Path(args.one).name}.json").write_text(json.dumps(row, indent=2))
         return
     data = Path(args.data)
-    if not data.is_dir():
-        from suite_data import build_suite
+    from suite_data import ensure_suite
 
-        build_suite(data)
+    ensure_suite(data)
     categories = sorted(p for p in data.iterdir() if (p / "train" / "good").is_dir())
     if args.categories:
         categories = [c for c in categories if c.name in args.categories]

@@ -106,6 +106,24 @@ def build_suite(root: str | Path, *, n_train: int = 80, n_test_good: int = 25,
     return out
 
 
+def ensure_suite(root: str | Path) -> Path:
+    """The suite at ``root``, built there first if missing.
+
+    The build goes to ``<root>.partial`` and is renamed when complete, so an interrupted build (a
+    missing scikit-image, Ctrl-C) is never taken for a suite by the next run.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        import shutil
+
+        print(f"building the suite in {root}", flush=True)
+        partial = root.with_name(root.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        build_suite(partial)
+        partial.rename(root)
+    return root
+
+
 def summarize(cat: Path) -> str:
     """One line of image counts: train, good test, then each defect (images/masks)."""
     n = lambda d: len(list(d.glob("*.png")))  # noqa: E731
