@@ -71,8 +71,17 @@ def test_frozen_comparator_keeps_encoder3_and_learns_the_head(tmp_path, tiny_dat
     from nextpatch.model.weights import init_encoders
 
     init_encoders(fresh, checkpoint, parts=("comparator",))
-    detector = Detector(frozen_config(checkpoint, heads)).fit(tiny_dataset)
+    calls = []
+    detector = Detector(frozen_config(checkpoint, heads)).fit(
+        tiny_dataset, progress=lambda stage, step, total, losses: calls.append((stage, step, total)))
     net = detector.net_
+    # progress: one run of calls per stage, in order, each counting its own steps up to its own total
+    stages = [c[0] for c in calls]
+    assert sorted(set(stages), key=stages.index) == ["generator", "comparator features", "comparator"]
+    for stage in set(stages):
+        steps = [c[1] for c in calls if c[0] == stage]
+        assert steps == sorted(steps) and steps[-1] == [c[2] for c in calls if c[0] == stage][-1]
+    assert [c[2] for c in calls if c[0] == "comparator"][-1] == 600  # the heads' steps together
     for key, value in fresh.comparator.state_dict().items():
         assert torch.equal(value, net.comparator.state_dict()[key]), key
     for k in range(heads):  # every ensemble head was trained, each into its own rows

@@ -20,15 +20,22 @@ log = logging.getLogger("nextpatch")
 
 
 def _progress_bar(desc: str):
-    """A training progress callback backed by tqdm; returns (callback, close)."""
+    """A training progress callback backed by tqdm, one bar per training stage; returns (callback, close).
+
+    Stages run at very different rates (a frozen comparator's head steps are ~20x faster than the
+    generator's), so one bar over all steps would show a wrong time left.
+    """
     from tqdm import tqdm
 
-    bar = None
+    bar, current = None, None
 
-    def update(step: int, total: int, losses: dict) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=desc, unit="step")
+    def update(stage: str, step: int, total: int, losses: dict) -> None:
+        nonlocal bar, current
+        if stage != current:
+            if bar is not None:
+                bar.close()
+            unit = "image" if stage.endswith("features") else "step"
+            bar, current = tqdm(total=total, desc=f"{desc}: {stage}", unit=unit), stage
         bar.update(step - bar.n)
         bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "total"}, refresh=False)
 

@@ -83,8 +83,10 @@ class Detector:
 
     # --------------------------------------------------------------------------------- fitting
     def fit(self, images: ImageLike | Iterable[ImageLike], *,
-            progress: Callable[[int, int, dict], None] | None = None) -> "Detector":
+            progress: Callable[[str, int, int, dict], None] | None = None) -> "Detector":
         """Train on normal images: a folder (plain or MVTec category), image paths, or (H, W, 3) arrays.
+
+        `progress(stage, step, total, losses)` is called after each training step (see `train.train`).
 
         Part of the images (`train.calibration_fraction`) is held out to set the threshold.
         """

@@ -85,7 +85,7 @@ class _Batches:
 
 
 def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
-          progress: Callable[[int, int, dict[str, float]], None] | None = None) -> dict:
+          progress: Callable[[str, int, int, dict[str, float]], None] | None = None) -> dict:
     """Train `net` in place on normal images (M, 3, S, S), uint8 or float in [0, 1].
 
     Stage 1, pattern generation: Encoder1, Encoder2 and the decoder learn to predict random triplets'
@@ -93,6 +93,9 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
     Stage 2, pattern comparison: the generator is frozen; its predictions for every triplet of the
     training images are computed once, and the Siamese comparator learns, on those predictions against
     the real patches carrying synthetic defects, which differences are normal and which are not.
+    `progress(stage, step, total, losses)` is called after every step of each stage ("generator",
+    "comparator features" (the frozen path's one pass over the images), "comparator"), with the
+    stage's own step count, so a progress bar per stage tells the truth about the time left.
     Returns a summary: steps per stage, seconds, final losses.
     """
     device = next(net.parameters()).device
@@ -101,13 +104,14 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
     gen_steps, cmp_steps = stage_steps(cfg, len(images))
     if net.cfg.distance != "comparator":
         cmp_steps = 0  # the pixel-distance ablation has no comparator to train
-    total = gen_steps + cmp_steps
     running: dict[str, float] = {}
 
-    def report(step: int, name: str, loss: torch.Tensor) -> None:
-        running[name] = 0.9 * running.get(name, loss.item()) + 0.1 * loss.item()
+    def report(stage: str, step: int, total: int, loss: torch.Tensor | None = None) -> None:
+        if loss is not None:
+            name = "generator" if stage == "generator" else "comparator"
+            running[name] = 0.9 * running.get(name, loss.item()) + 0.1 * loss.item()
         if progress is not None:
-            progress(step, total, running)
+            progress(stage, step, total, running)
 
     start = time.perf_counter()
     encoder3, head = list(net.comparator.parameters()), list(net.comparator_head.parameters())
@@ -127,7 +131,7 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
         which = net.sample_triplets(len(clean), cfg.triplets_per_image, device)
         loss = net.generator_loss(clean, which)
         _step(opt, loss, generator_params, cfg.lr * lr_factor(step, gen_steps, cfg.warmup_steps))
-        report(step + 1, "generator", loss)
+        report("generator", step + 1, gen_steps, loss)
     generator_s = time.perf_counter() - start
 
     # Stage 2: pattern comparison, on cached predictions of the frozen generator.
@@ -135,8 +139,7 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
         net.eval()
         cached_images = images[torch.randperm(len(images), generator=gen)[:cfg.cache_images]]
     if cmp_steps and cfg.freeze_comparator:
-        _train_head(net, cached_images, cfg, gen, cmp_steps,
-                    lambda step, loss: report(gen_steps + step, "comparator", loss))
+        _train_head(net, cached_images, cfg, gen, cmp_steps, report)
     elif cmp_steps:
         with torch.no_grad():
             cache = torch.cat([net.predict_triplets(net.patchify(as_float(cached_images[i:i + 8]).to(device))).half()
@@ -164,7 +167,7 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
                 pred, real = pred * gain + shift, real * gain + shift
             loss = net.comparator_loss(pred, real, label, which, cfg.contrastive_margin)
             _step(opt, loss, comparator_params, cfg.lr * lr_factor(step, cmp_steps, cfg.warmup_steps))
-            report(gen_steps + step + 1, "comparator", loss)
+            report("comparator", step + 1, cmp_steps, loss)
     net.eval()
     return {"generator_steps": gen_steps, "comparator_steps": cmp_steps,
             "generator_seconds": round(generator_s, 1), "seconds": round(time.perf_counter() - start, 1),
@@ -175,10 +178,11 @@ HEAD_DEFECT_IMAGES = 1024  # synthetic-defect images whose frozen features are c
 
 
 def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, steps: int,
-                report: Callable[[int, torch.Tensor], None]) -> None:
+                report: Callable[..., None]) -> None:
     """Stage 2 with a frozen Encoder3: only the projection head learns, so Encoder3's features are computed
     once (generator predictions of every triplet; each image clean and in several defect versions)
     and the contrastive steps run on the cached features: many steps for the price of one pass.
+    `report(stage, step, total[, loss])` as in `train`.
     """
     device = next(net.parameters()).device
     synthesize = AnomalySynthesizer(p_anomaly=1.0, seed=cfg.seed)
@@ -204,6 +208,7 @@ def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: to
             real_feats.append(feats.half().reshape(len(clean), 1 + variants, *feats.shape[1:]).cpu())
             lab = net.token_labels(torch.stack(masks, 1).flatten(0, 1).to(device))
             labels.append(lab.reshape(len(clean), 1 + variants, *lab.shape[1:]).cpu())
+            report("comparator features", min(i + 8, len(images)), len(images))
     pred_feats, real_feats, labels = torch.cat(pred_feats), torch.cat(real_feats), torch.cat(labels)
 
     # Each of the K ensemble heads is trained on its own: own initialisation, own batches, own defect
@@ -231,7 +236,7 @@ def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: to
             dist = 1.0 - (F.normalize(head(pred), dim=-1) * F.normalize(head(real), dim=-1)).sum(-1)
             loss = contrastive_loss(dist, label, cfg.contrastive_margin)
             _step(opt, loss, params, cfg.lr * lr_factor(step, per_head, cfg.warmup_steps))
-            report(k * per_head + step + 1, loss)
+            report("comparator", k * per_head + step + 1, per_head * k_heads, loss)
         with torch.no_grad():
             net.comparator_head.weight[k * dim:(k + 1) * dim] = head.weight
             net.comparator_head.bias[k * dim:(k + 1) * dim] = head.bias
