@@ -12,8 +12,8 @@ Offline rules, the same for every peer (these machines have no internet):
   download fails in seconds with the URL in its reason instead of hanging;
 - EfficientAd: random teacher (its pretrained PDN teacher is a download) and a local folder of
   scikit-image's bundled photos instead of ImageNette; Draem: an empty ``dtd_dir`` (Perlin-noise anomalies only).
-Each (model, category) runs in its own subprocess with a time limit; a model that fails on its first
-category is not retried on the others, and its table row says why in one line.
+Each model runs in its own subprocess, its categories in turn, each with a time limit; a model that fails
+on a category is not run on the others, and its table row says why in one line.
 
 Scoring: the trained anomalib module is wrapped as a detector (``predict_batch`` -> score, label, map at
 the input's resolution) and passed to ``nextpatch.evaluate.evaluate_category``, the function that scores
@@ -48,6 +48,7 @@ class Peer:
 
     kwargs: dict = field(default_factory=dict)
     epochs: int = 1
+    steps: int = 0  # > 0: an epoch ends after this many batches (Lightning's limit_train_batches); validation still runs
     batch_size: int = 16
     limit_s: int = 600  # per category, train + evaluate
     note: str = ""  # what was reduced or changed, printed in the table
@@ -75,10 +76,12 @@ PEERS: dict[str, Peer] = {
     "Stfpm": Peer(epochs=2, note="random teacher, 2 epochs (default 100)"),
     "Ganomaly": Peer({"batch_size": 16}, epochs=1, limit_s=300, image_size=128,
                      note="128 px input, 1 epoch (default 256 px, 100 epochs): at 256 px one epoch took 190-400 s"),
-    "EfficientAd": Peer(epochs=1, batch_size=1, limit_s=400,
-                        note="random teacher, skimage photos as ImageNette, 1 epoch = 80 steps (default 70000); "
-                             "3 epochs did not finish one category in 10 min"),
-    "Draem": Peer(epochs=1, limit_s=300, note="Perlin-noise anomalies only (no DTD), 1 epoch (default 700)"),
+    "EfficientAd": Peer(epochs=1, steps=20, batch_size=1, limit_s=300,
+                        note="random teacher, skimage photos as ImageNette, 1 epoch cut to 20 steps (default 70000): 80 steps took "
+                             "~375 s per category; its autoencoder needs >= 256 px input, so no smaller images"),
+    "Draem": Peer(epochs=1, limit_s=300, image_size=128,
+                  note="Perlin-noise anomalies only (no DTD), 128 px input, 1 epoch (default 256 px, 700 epochs): "
+                       "at 256 px one epoch did not finish in 300 s"),
     "Dinomaly": Peer(cannot="its encoder is a pretrained DINOv2 by design (a download); run instead with the DINOv2 "
                             "ViT-S weights nextpatch uses: row Dinomaly-DINOv2"),
     "Dinomaly-DINOv2": Peer({"encoder_name": "vit_small_patch14_dinov2"}, epochs=3, batch_size=8, model="Dinomaly", limit_s=300,
@@ -96,12 +99,15 @@ PEERS: dict[str, Peer] = {
     "Glass": Peer(cannot="with pre_trained=False (needed offline) anomalib 2.7.0 fails in configure_optimizers "
                          "(AttributeError: 'str' object has no attribute 'parameters'); pre_trained=True is a download"),
     "InpFormer": Peer(cannot="did not finish one category within 240 s on this CPU with 12 training images (a smoke run, 2026-11-28)"),
-    "L2BT": Peer(limit_s=300),
-    "MHPatchcore": Peer(limit_s=400),
+    "L2BT": Peer(cannot="its teacher is a pretrained DINOv2-reg ViT-B/14 by design (a download; nextpatch's ViT-S weights "
+                        "do not fit it); with a random teacher: image AUROC 0.56 and 2.5 s per image (smoke run, 12 images, 2026-12-01)"),
+    "MHPatchcore": Peer({"pre_trained": False, "backbone": "resnet18"}, limit_s=300,
+                        note="resnet18 (default wide_resnet50_2: 1.5 s per image here)"),
     "Patchflow": Peer(cannot="did not finish one category within 240 s on this CPU with 12 training images (a smoke run, 2026-11-28)"),
     "Rad": Peer(cannot="did not finish one category within 240 s on this CPU with 12 training images (a smoke run, 2026-11-28)"),
     "SuperADD": Peer(cannot="did not finish one category within 240 s on this CPU with 12 training images (a smoke run, 2026-11-28)"),
-    "Supersimplenet": Peer(limit_s=300),
+    "Supersimplenet": Peer({"backbone": "resnet18"}, limit_s=300,
+                           note="resnet18, 1 epoch (default wide_resnet50_2: 5.5 GB peak, 3.2 s per image here)"),
     "AnomalyVFM": Peer(cannot="its foundation backbone comes from the Hugging Face hub (a download: LocalEntryNotFoundError offline)"),
     "CFM": Peer(cannot="an RGB + 3D point-cloud model; needs Point-MAE weights from github.com at construction (a download)"),
     "Cfa": Peer(cannot="builds a torchvision wide_resnet50_2 with ImageNet weights at construction (a download from download.pytorch.org)"),
@@ -208,8 +214,7 @@ class AnomalibDetector:
 
 
 def run_one(name: str, category: Path, out: Path) -> dict:
-    """Train + evaluate one peer on one category in this process."""
-    _offline()
+    """Train + evaluate one peer on one category in this process (made offline by `_offline` first)."""
     import torch
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
@@ -247,7 +252,7 @@ def run_one(name: str, category: Path, out: Path) -> dict:
         target.load_state_dict(load_file(peer.weights))
     data = MVTecAD(root=category.parent, category=category.name, train_batch_size=peer.batch_size,
                    eval_batch_size=16, num_workers=0, seed=0)
-    engine = Engine(max_epochs=peer.epochs, accelerator="cpu", devices=1, logger=False,
+    engine = Engine(max_epochs=peer.epochs, limit_train_batches=peer.steps or None, accelerator="cpu", devices=1, logger=False,
                     default_root_dir=work, enable_progress_bar=False,
                     check_val_every_n_epoch=peer.epochs)
     start = time.perf_counter()
@@ -280,34 +285,58 @@ def _reason(stderr: str) -> str:
     return (lines[-1] if lines else "failed without a message")[:300]
 
 
+def _wait_row(proc, row_file: Path, limit_s: int, log: Path) -> str | None:
+    """Wait until the child writes `row_file` (None) or fails / runs past `limit_s` (the reason)."""
+    deadline = time.monotonic() + limit_s
+    while not row_file.exists():
+        if proc.poll() is not None:
+            return _reason(log.read_text()) if proc.returncode else "the run ended without writing its result"
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            return f"did not finish one category within {limit_s} s"
+        time.sleep(0.5)
+    return None
+
+
 def run_all(out: Path, models: list[str], categories: list[Path], resume: bool = False) -> dict:
-    """Every (model, category) in a subprocess; with `resume`, rows already in OUT are kept, not rerun."""
+    """Each model in one subprocess that runs its categories in turn; with `resume`, rows already in OUT are kept.
+
+    One process per model (not per category) saves anomalib's ~10 s import on every category; each
+    category still has its own time limit (`Peer.limit_s`, counted from the previous category's end).
+    A row's `peak_mib` is the process's peak so far, so the table's max over rows is the model's peak.
+    """
     results: dict = {}
     if resume and (out / "peers.json").exists():  # other models' entries of the earlier run stay in the table
         results = {k: v for k, v in json.loads((out / "peers.json").read_text()).items() if k in PEERS}
+    fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     for name in models:
         peer = PEERS[name]
         entry = results[name] = {"note": peer.note, "rows": [], "cannot": peer.cannot}
         if peer.cannot:
             print(f"{name:20s} cannot run here: {peer.cannot}", flush=True)
             continue
+        todo = []
         for category in categories:
             row_file = out / name / f"{category.name}.json"
             if resume and row_file.exists():
-                entry["rows"].append(json.loads(row_file.read_text()))
                 print(f"{name:20s} {category.name:8s} kept from the earlier run (--resume)", flush=True)
-                continue
-            row_file.unlink(missing_ok=True)
-            cmd = [sys.executable, __file__, "--one", name, "--category", str(category), "--out", str(out)]
+            else:
+                row_file.unlink(missing_ok=True)
+                todo.append(category)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        log = out / name / "run.log"
+        proc = stderr = None
+        if todo:
+            cmd = [sys.executable, __file__, "--one", name, "--out", str(out)]
+            for category in todo:
+                cmd += ["--category", str(category)]
+            stderr = log.open("w")
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        for category in categories:
+            row_file = out / name / f"{category.name}.json"
             start = time.perf_counter()
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=peer.limit_s)
-                reason = None if proc.returncode == 0 and row_file.exists() else _reason(proc.stderr)
-                if reason:
-                    (out / name).mkdir(parents=True, exist_ok=True)
-                    (out / name / f"{category.name}.log").write_text(proc.stderr)
-            except subprocess.TimeoutExpired:
-                reason = f"did not finish one category within {peer.limit_s} s"
+            reason = _wait_row(proc, row_file, peer.limit_s, log) if category in todo else None
             if reason:
                 print(f"{name:20s} {category.name:8s} FAILED ({time.perf_counter() - start:.0f} s): {reason}", flush=True)
                 entry["cannot"] = f"failed on {category.name}: {reason}"
@@ -315,11 +344,16 @@ def run_all(out: Path, models: list[str], categories: list[Path], resume: bool =
                 break
             row = json.loads(row_file.read_text())
             entry["rows"].append(row)
-            fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
-            print(f"{name:20s} {category.name:8s} image AUROC {fmt(row['image_auroc'])} pixel AUROC "
-                  f"{fmt(row['pixel_auroc'])} AUPRO {fmt(row['aupro'])} train {row['train_s']:.0f} s "
-                  f"predict {row['predict_ms']:.0f} ms peak {row['peak_mib']} MiB "
-                  f"({time.perf_counter() - start:.0f} s in all)", flush=True)
+            if category in todo:
+                print(f"{name:20s} {category.name:8s} image AUROC {fmt(row['image_auroc'])} pixel AUROC "
+                      f"{fmt(row['pixel_auroc'])} AUPRO {fmt(row['aupro'])} train {row['train_s']:.0f} s "
+                      f"predict {row['predict_ms']:.0f} ms peak {row['peak_mib']} MiB "
+                      f"({time.perf_counter() - start:.0f} s in all)", flush=True)
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()  # a failure above: the model is not run on the other categories
+            proc.wait()
+            stderr.close()
         (out / "peers.json").write_text(json.dumps(results, indent=2))
     (out / "peers.json").write_text(json.dumps(results, indent=2))  # models that cannot run skip the write above
     return results
@@ -333,13 +367,18 @@ def main() -> None:
     parser.add_argument("--categories", nargs="*")
     parser.add_argument("--resume", action="store_true", help="keep the rows an interrupted run already wrote")
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--category", help=argparse.SUPPRESS)
+    parser.add_argument("--category", action="append", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
-    if args.one:
-        row = run_one(args.one, Path(args.category), out)
+    if args.one:  # internal: one model on each --category in turn, a row file each
+        _offline()
         (out / args.one).mkdir(parents=True, exist_ok=True)
-        (out / args.one / f"{Path(args.category).name}.json").write_text(json.dumps(row, indent=2))
+        for category in map(Path, args.category):
+            row = run_one(args.one, category, out)
+            row_file = out / args.one / f"{category.name}.json"
+            tmp = row_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(row, indent=2))
+            tmp.replace(row_file)  # whole or absent: the parent polls for it
         return
     data = Path(args.data)
     categories = sorted(p for p in data.iterdir() if (p / "train" / "good").is_dir())
