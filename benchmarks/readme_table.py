@@ -1,12 +1,17 @@
-"""Copy benchmarks/results/compare.md into the README between its compare markers (run after compare.py --publish)."""
+"""Copy the published tables into the README between their markers (run after compare.py --publish).
+
+benchmarks/results/suite.md -> between <!-- suite:start --> and <!-- suite:end -->;
+benchmarks/results/compare.md -> between <!-- compare:start --> and <!-- compare:end -->.
+"""
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-START, END = "<!-- compare:start -->", "<!-- compare:end -->"
-
 readme = (ROOT / "README.md").read_text()
-table = (ROOT / "benchmarks" / "results" / "compare.md").read_text().strip()
-head, rest = readme.split(START, 1)
-_, tail = rest.split(END, 1)
-(ROOT / "README.md").write_text(f"{head}{START}\n{table}\n{END}{tail}")
-print("README updated from benchmarks/results/compare.md")
+for name in ("suite", "compare"):
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    table = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text().strip()
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme = f"{head}{start}\n{table}\n{end}{tail}"
+    print(f"README updated from benchmarks/results/{name}.md")
+(ROOT / "README.md").write_text(readme)

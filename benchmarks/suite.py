@@ -59,7 +59,10 @@ def run_category(category: Path, out: Path, preset: str, config_file: str | None
 
     variants = {}
     for name, change in (ABLATIONS.items() if ablations else ()):
-        variant = detector.replace_config(**(change(detector.config.model) if callable(change) else change))
+        change = change(detector.config.model) if callable(change) else change
+        if all(getattr(detector.config.model, k) == v for k, v in change.items()):
+            continue  # the preset already is this variant
+        variant = detector.replace_config(**change)
         m = evaluate_category(variant, category, None, progress=False)["metrics"]
         variants[name] = {k: m[k] for k in METRICS}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -90,10 +93,12 @@ def category_table(rows: list[dict]) -> str:
                  f"{_mean(rows, 'predict_ms'):.0f} | {max(r['peak_mib'] for r in rows)} (max) |")
     lines += ["", "Ablations (same trained weights, inference changed; means over the categories above):", "",
               "| variant | image AUROC | pixel AUROC | AUPRO@30% |", "|---|---|---|---|",
-              f"| as trained: 4 directions, min fusion, Siamese comparator | {fmt(_mean(rows, 'image_auroc'))} | "
+              f"| as trained (the preset's directions, fusion, comparator) | {fmt(_mean(rows, 'image_auroc'))} | "
               f"{fmt(_mean(rows, 'pixel_auroc'))} | {fmt(_mean(rows, 'aupro'))} |"]
     for name in ABLATIONS:
         have = [r for r in rows if name in r["ablations"]]  # rows from an older run may lack a variant
+        if not have:
+            continue  # not run: the preset already is this variant
         lines.append(f"| {name} | " + " | ".join(fmt(_mean(have, k, lambda r: r['ablations'][name]) if have else None)
                                                   for k in METRICS) + " |")
     return "\n".join(lines)
@@ -141,11 +146,9 @@ def main() -> None:
         return
 
     data = Path(args.data)
-    if not data.is_dir():
-        from suite_data import build_suite
+    from suite_data import ensure_suite
 
-        print(f"building the suite in {data}", flush=True)
-        build_suite(data)
+    ensure_suite(data)
     categories = sorted(p for p in data.iterdir() if (p / "train" / "good").is_dir())
     if args.categories:
         categories = [c for c in categories if c.name in args.categories]
