@@ -99,7 +99,7 @@ def category_table(rows: list[dict]) -> str:
         have = [r for r in rows if name in r["ablations"]]  # rows from an older run may lack a variant
         if not have:
             continue  # not run: the preset already is this variant
-        lines.append(f"| {name} | " + " | ".join(fmt(_mean(have, k, lambda r: r['ablations'][name]) if have else None)
+        lines.append(f"| {name} | " + " | ".join(fmt(_mean(have, k, lambda r: r['ablations'][name]))
                                                   for k in METRICS) + " |")
     return "\n".join(lines)
 
