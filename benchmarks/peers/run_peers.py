@@ -304,7 +304,8 @@ def run_all(out: Path, models: list[str], categories: list[Path], resume: bool =
 
     One process per model (not per category) saves anomalib's ~10 s import on every category; each
     category still has its own time limit (`Peer.limit_s`, counted from the previous category's end).
-    A row's `peak_mib` is the process's peak so far, so the table's max over rows is the model's peak.
+    A row's `peak_mib` is the process's peak so far, so only the first category's is a fresh-process peak
+    (the one compare.py reports).
     """
     results: dict = {}
     if resume and (out / "peers.json").exists():  # other models' entries of the earlier run stay in the table

@@ -38,8 +38,8 @@ PRESETS: dict[str, dict] = {
     # 4 projection heads of 2000 steps each (comparator_steps is their total), each trained on its own,
     # their distances averaged: one head's accuracy varied with the random draw (brick image AUROC 0.953
     # vs 0.991 for seeds 0 and 1); 4 heads of only 500 steps lost on the PCB (0.920 vs 0.944 at 2000).
-    # Rows only (the paper's forward + backward) and 2 DINOv2 blocks: predict 43-54 ms instead of
-    # 124-138 ms on 2 CPU cores at about the same accuracy (suite 0.931 / 0.942 vs 0.934 / 0.948 with 4
+    # Rows only (the paper's forward + backward) and 2 DINOv2 blocks: predict 49-65 ms instead of
+    # 124-138 ms on 2 CPU cores at about the same accuracy (suite 0.930 / 0.942 vs 0.934 / 0.948 with 4
     # directions and 3 blocks); without the class token as well, grass fell from 0.83 to 0.69.
     "frozen-dinov2": {"model": {**_DINOV2_VITS14, "head_ensemble": 4, "comparator_depth": 2,
                                 "directions": ["right", "left"]},
