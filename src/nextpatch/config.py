@@ -19,6 +19,8 @@ DIRECTIONS = ("right", "left", "down", "up")
 """Prediction directions: "right" predicts patch (i, j) from (i, j-2), (i, j-1), i.e. along a row
 left-to-right (the paper's forward pass); "left" is the backward pass; "down"/"up" do the same on columns."""
 
+PRECISIONS = ("float32", "bfloat16", "auto")
+
 
 @dataclass
 class ModelConfig:
@@ -39,6 +41,8 @@ class ModelConfig:
     comparator_class_token: bool = False   # Encoder3 prepends a class token (as DINOv2 / timm ViTs do)
     comparator_position: bool = True       # add the patch's learned grid position to Encoder3's tokens
     comparator_color: bool = False         # append each token's mean / std of R, G, B to Encoder3's features
+    comparator_precision: str = "float32"  # Encoder3's arithmetic: "float32", "bfloat16", or "auto" (bfloat16
+                                           # where the device computes it natively, e.g. AMX / AVX512-BF16 CPUs)
     directions: tuple[str, ...] = DIRECTIONS
     fusion: str = "min"            # how the predictions of one token are fused: "min" or "mean"
     distance: str = "comparator"   # "comparator" (1 - cosine of Siamese features) or "pixel" (ablation: L2 of pixels)
@@ -68,6 +72,8 @@ class ModelConfig:
             raise ConfigError(f"directions must be a non-empty subset of {DIRECTIONS}, got {self.directions}")
         if self.fusion not in ("min", "mean"):
             raise ConfigError(f"fusion must be 'min' or 'mean', got {self.fusion!r}")
+        if self.comparator_precision not in PRECISIONS:
+            raise ConfigError(f"comparator_precision must be one of {PRECISIONS}, got {self.comparator_precision!r}")
         if self.distance not in ("comparator", "pixel"):
             raise ConfigError(f"distance must be 'comparator' or 'pixel', got {self.distance!r}")
         return self

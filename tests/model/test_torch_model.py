@@ -4,7 +4,7 @@ import torch
 
 from nextpatch.config import DIRECTIONS, ModelConfig
 from nextpatch.errors import ConfigError
-from nextpatch.model.torch_model import PatternNet, triplet_table
+from nextpatch.model.torch_model import PatternNet, native_bfloat16, triplet_table
 from nextpatch.model.vit import ViTEncoder
 
 SMALL = dict(image_size=64, patch_size=16, token_size=4, width=32, heads=2, comparator_dim=16)
@@ -100,7 +100,16 @@ def test_fusion_min_ignores_a_bad_direction():
 
 
 def test_forward_outputs(net):
-    amap, expected = net(torch.rand(2, 3, 64, 64))
+    img = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        amap, expected = net(img)
+        # forward encodes real patches and predictions in one Encoder3 pass: same map as the per-triplet
+        # distances the training uses
+        tokens = net.patchify(img)
+        pred = net.predict_triplets(tokens)
+        target = net.triplets[:, 2]
+        dist = net.distance(pred, tokens[:, target], target.expand(2, -1))
+        assert torch.allclose(amap, net.smooth(net.token_grid(net.fuse(dist))), atol=1e-5)
     assert amap.shape == (2, 64, 64) and expected.shape == (2, 3, 64, 64)
     assert expected.min() >= 0 and expected.max() <= 1
 
@@ -208,3 +217,28 @@ def test_head_ensemble_distance_is_the_mean_of_its_heads():
     assert not torch.allclose(per_head[0], per_head[1])  # the heads differ
     with pytest.raises(ConfigError, match="head_ensemble"):
         ModelConfig(**SMALL, head_ensemble=0).validate()
+
+
+def test_bfloat16_comparator_agrees_with_float32():
+    torch.manual_seed(0)
+    net32 = PatternNet(ModelConfig(**SMALL)).eval()
+    net16 = PatternNet(ModelConfig(**SMALL, comparator_precision="bfloat16")).eval()
+    net16.load_state_dict(net32.state_dict())
+    pred, real = torch.rand(2, 5, 16, 48), torch.rand(2, 5, 16, 48)
+    where = torch.arange(5).expand(2, -1)
+    with torch.no_grad():
+        f32, f16 = net32.encode_comparator(real, where), net16.encode_comparator(real, where)
+        d32, d16 = net32.distance(pred, real, where), net16.distance(pred, real, where)
+    assert f16.dtype == torch.float32  # features come back in float32 whatever Encoder3 computed in
+    assert not torch.equal(f32, f16)   # bfloat16 arithmetic really ran ...
+    assert (f16 - f32).abs().max() < 0.1 * f32.abs().max()  # ... and agrees to bfloat16's precision
+    assert (d16 - d32).abs().max() < 0.02
+    assert torch.corrcoef(torch.stack([d32.flatten(), d16.flatten()]))[0, 1] > 0.99
+    # "auto" is bfloat16 exactly where this device computes it natively
+    net_auto = PatternNet(ModelConfig(**SMALL, comparator_precision="auto")).eval()
+    net_auto.load_state_dict(net32.state_dict())
+    with torch.no_grad():
+        d_auto = net_auto.distance(pred, real, where)
+    assert torch.equal(d_auto, d16 if native_bfloat16(torch.device("cpu")) else d32)
+    with pytest.raises(ConfigError, match="comparator_precision"):
+        ModelConfig(**SMALL, comparator_precision="fp8").validate()
