@@ -13,13 +13,16 @@ Offline rules, the same for every peer (these machines have no internet):
 - EfficientAd: random teacher (its pretrained PDN teacher is a download) and a local folder of
   scikit-image's bundled photos instead of ImageNette; Draem: an empty ``dtd_dir`` (Perlin-noise anomalies only).
 Each model runs in its own subprocess, its categories in turn, each with a time limit; a model that fails
-on a category is not run on the others, and its table row says why in one line.
+on a category is not run on the others, and its table row says why in one line. The slowest peers run on
+the suite's first N categories only (``Peer.categories``); compare.py shows them in their own table, beside
+nextpatch on the same categories.
 
 Scoring: the trained anomalib module is wrapped as a detector (``predict_batch`` -> score, label, map at
 the input's resolution) and passed to ``nextpatch.evaluate.evaluate_category``, the function that scores
 nextpatch and the kNN baseline. Raw (not min-max-clamped) scores and maps are used, so clamping creates
 no ties; ``is_anomalous`` uses anomalib's own adaptive image threshold (which anomalib fits on its
-validation split, by default the test set: this only affects the confusion counts, not the AUROCs).
+validation split, by default the test set, here cut to one batch of 16 images to save a second pass
+over it: this only affects the confusion counts, not the AUROCs).
 Predict time: median over 20 single-image calls of the module's full ``forward`` (pre-processing,
 model, post-processing), model loaded once, batch 1, after a warm-up.
 Writes OUT/<model>/<category>.json and OUT/peers.json.
@@ -57,6 +60,7 @@ class Peer:
     weights: str = ""  # a local timm-named checkpoint loaded into the model's encoder (pretrained peer)
     weights_into: str = "model.encoder.feature_extractor"  # the timm ViT inside the module that takes `weights`
     image_size: int = 0  # > 0: the model's input size instead of its default (anomalib resizes the input)
+    categories: int = 0  # > 0: only the suite's first N categories (sorted by name): for the slowest peers
 
 
 # Epochs are reduced so that the whole comparison fits in 90 minutes on 2 CPU cores; the note says so.
@@ -76,12 +80,15 @@ PEERS: dict[str, Peer] = {
     "Stfpm": Peer(epochs=2, note="random teacher, 2 epochs (default 100)"),
     "Ganomaly": Peer({"batch_size": 16}, epochs=1, limit_s=300, image_size=128,
                      note="128 px input, 1 epoch (default 256 px, 100 epochs): at 256 px one epoch took 190-400 s"),
-    "EfficientAd": Peer(epochs=1, steps=20, batch_size=1, limit_s=300,
-                        note="random teacher, skimage photos as ImageNette, 1 epoch cut to 20 steps (default 70000): 80 steps took "
-                             "~375 s per category; its autoencoder needs >= 256 px input, so no smaller images"),
-    "Draem": Peer(epochs=1, limit_s=300, image_size=128,
-                  note="Perlin-noise anomalies only (no DTD), 128 px input, 1 epoch (default 256 px, 700 epochs): "
-                       "at 256 px one epoch did not finish in 300 s"),
+    "EfficientAd": Peer(epochs=1, steps=20, batch_size=1, limit_s=300, categories=2,
+                        note="random teacher, skimage photos as ImageNette, 1 epoch cut to 20 steps (default 70000), first 2 "
+                             "categories only: each took 154-184 s even so (its teacher statistics and map quantiles pass over "
+                             "the training and test images at 350-570 ms per image; 80 steps took ~375 s); its autoencoder "
+                             "needs >= 256 px input, so no smaller images"),
+    "Draem": Peer(epochs=1, limit_s=300, image_size=128, categories=1,
+                  note="Perlin-noise anomalies only (no DTD), 128 px input, 1 epoch = 5 steps (default 256 px, 700 epochs), "
+                       "first category only: each took ~260 s and 7.5-8.7 GB (2026-12-01); at 256 px one epoch did not "
+                       "finish in 300 s"),
     "Dinomaly": Peer(cannot="its encoder is a pretrained DINOv2 by design (a download); run instead with the DINOv2 "
                             "ViT-S weights nextpatch uses: row Dinomaly-DINOv2"),
     "Dinomaly-DINOv2": Peer({"encoder_name": "vit_small_patch14_dinov2"}, epochs=3, batch_size=8, model="Dinomaly", limit_s=300,
@@ -106,8 +113,9 @@ PEERS: dict[str, Peer] = {
     "Patchflow": Peer(cannot="did not finish one category within 240 s on this CPU with 12 training images (a smoke run, 2026-11-28)"),
     "Rad": Peer(cannot="did not finish one category within 240 s on this CPU with 12 training images (a smoke run, 2026-11-28)"),
     "SuperADD": Peer(cannot="did not finish one category within 240 s on this CPU with 12 training images (a smoke run, 2026-11-28)"),
-    "Supersimplenet": Peer({"backbone": "resnet18"}, limit_s=300,
-                           note="resnet18, 1 epoch (default wide_resnet50_2: 5.5 GB peak, 3.2 s per image here)"),
+    "Supersimplenet": Peer({"backbone": "resnet18"}, limit_s=300, categories=3,
+                           note="resnet18, 1 epoch, first 3 categories only (~80 s each; default wide_resnet50_2: 5.5 GB "
+                                "peak, 3.2 s per image here)"),
     "AnomalyVFM": Peer(cannot="its foundation backbone comes from the Hugging Face hub (a download: LocalEntryNotFoundError offline)"),
     "CFM": Peer(cannot="an RGB + 3D point-cloud model; needs Point-MAE weights from github.com at construction (a download)"),
     "Cfa": Peer(cannot="builds a torchvision wide_resnet50_2 with ImageNet weights at construction (a download from download.pytorch.org)"),
@@ -252,8 +260,13 @@ def run_one(name: str, category: Path, out: Path) -> dict:
         target.load_state_dict(load_file(peer.weights))
     data = MVTecAD(root=category.parent, category=category.name, train_batch_size=peer.batch_size,
                    eval_batch_size=16, num_workers=0, seed=0)
+    # anomalib validates on the test split during fit (its threshold and normalisation statistics); the table
+    # uses neither (evaluate_category scores raw outputs on every test image below), so one batch of 16
+    # images and no sanity pass: that was a second pass over the test set, ~8 min of the peers' hour.
+    # Fitting hooks still run (memory banks fit at the epoch's end; EfficientAd's map quantiles loop over
+    # the whole validation loader themselves).
     engine = Engine(max_epochs=peer.epochs, limit_train_batches=peer.steps or None, accelerator="cpu", devices=1, logger=False,
-                    default_root_dir=work, enable_progress_bar=False,
+                    default_root_dir=work, enable_progress_bar=False, limit_val_batches=1, num_sanity_val_steps=0,
                     check_val_every_n_epoch=peer.epochs)
     start = time.perf_counter()
     engine.fit(model=model, datamodule=data)
@@ -311,12 +324,14 @@ def run_all(out: Path, models: list[str], categories: list[Path], resume: bool =
     if resume and (out / "peers.json").exists():  # other models' entries of the earlier run stay in the table
         results = {k: v for k, v in json.loads((out / "peers.json").read_text()).items() if k in PEERS}
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+    all_categories = categories
     for name in models:
         peer = PEERS[name]
         entry = results[name] = {"note": peer.note, "rows": [], "cannot": peer.cannot}
         if peer.cannot:
             print(f"{name:20s} cannot run here: {peer.cannot}", flush=True)
             continue
+        categories = all_categories[:peer.categories] if peer.categories else all_categories
         todo = []
         for category in categories:
             row_file = out / name / f"{category.name}.json"
