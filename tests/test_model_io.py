@@ -37,6 +37,18 @@ def test_other_major_version_is_refused(saved_model, tmp_path):
         Detector.load(model)
 
 
+def test_older_minor_version_loads_with_defaults(saved_model, tmp_path):
+    model = copy_model(saved_model, tmp_path)
+    meta = json.loads((model / META).read_text())
+    meta["format_version"] = "1.0"
+    del meta["config"]["model"]["comparator_precision"]  # 1.0 files predate this key
+    (model / META).write_text(json.dumps(meta))
+    loaded = Detector.load(model)
+    assert loaded.config.model.comparator_precision == "float32"
+    image = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
+    assert loaded.predict(image).score == pytest.approx(Detector.load(saved_model).predict(image).score, rel=1e-5)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_damaged_weights_are_refused(saved_model, tmp_path, damage):
     model = copy_model(saved_model, tmp_path)

@@ -23,7 +23,9 @@ from .errors import ConfigError, ModelFileError
 from .model.torch_model import PatternNet
 
 FORMAT = "nextpatch-model"
-FORMAT_VERSION = (1, 0)  # major changes break loading; minor ones stay readable
+# Major changes break loading; files of an older minor version stay readable (a config key a file lacks
+# takes its default). 1.1: model.comparator_precision (1.0 files load as "float32", as they were trained).
+FORMAT_VERSION = (1, 1)
 WEIGHTS, META = "model.safetensors", "nextpatch.json"
 
 
