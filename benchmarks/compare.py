@@ -78,6 +78,12 @@ def peak_mib(method: dict) -> int:
     return rows[0]["peak_mib"] if method.get("peer") else max(r["peak_mib"] for r in rows)
 
 
+def same_categories(ours: dict, other: dict) -> list[dict]:
+    """`ours`' rows on the categories `other` ran (a peer run on a few categories only)."""
+    ran = {r["category"] for r in other["rows"]}
+    return [r for r in ours["rows"] if r["category"] in ran]
+
+
 def markdown(methods: list[dict], scaling: list[dict] | None, wall_min: float | None) -> str:
     cats = sorted({r["category"] for m in methods for r in m["rows"]})
     ran = [m for m in methods if m["rows"] and len(m["rows"]) == len(cats)]
@@ -103,7 +109,7 @@ def markdown(methods: list[dict], scaling: list[dict] | None, wall_min: float | 
                   "(img / pix) | train s (mean) | predict ms/img (median) | peak MiB | pretrained weights |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for m in partial:
-            mine = [r for r in ours["rows"] if r["category"] in {x["category"] for x in m["rows"]}] if ours else []
+            mine = same_categories(ours, m) if ours else []
             vs = f"{fmt(_mean(mine, 'image_auroc'))} / {fmt(_mean(mine, 'pixel_auroc'))}" if mine else "n/a"
             lines.append(f"| {m['method']} | {', '.join(r['category'] for r in m['rows'])} | "
                          f"{fmt(_mean(m['rows'], 'image_auroc'))} | {fmt(_mean(m['rows'], 'pixel_auroc'))} | "
@@ -127,7 +133,7 @@ def markdown(methods: list[dict], scaling: list[dict] | None, wall_min: float | 
             lines.append(f"- mean {key.replace('_', ' ')}: nextpatch {_mean(ours['rows'], key):.3f}, best peer "
                          f"{best['method']} {_mean(best['rows'], key):.3f} ({gap:+.3f})")
         for m in partial:  # the slowest peers, on the categories they ran
-            mine = [r for r in ours["rows"] if r["category"] in {x["category"] for x in m["rows"]}]
+            mine = same_categories(ours, m)
             for key in ("image_auroc", "pixel_auroc"):
                 if _mean(m["rows"], key) is not None:
                     lines.append(f"- mean {key.replace('_', ' ')} on {', '.join(r['category'] for r in m['rows'])}: "

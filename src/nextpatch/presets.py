@@ -41,7 +41,7 @@ PRESETS: dict[str, dict] = {
     # Rows only (the paper's forward + backward) and 2 DINOv2 blocks: predict 49-65 ms instead of
     # 124-138 ms on 2 CPU cores at about the same accuracy (suite 0.930 / 0.942 vs 0.934 / 0.948 with 4
     # directions and 3 blocks); without the class token as well, grass fell from 0.83 to 0.69.
-    # Encoder3 in bfloat16 where the CPU/GPU has native bfloat16 ("auto"): predict 45 -> 30 ms on an AMX
+    # Encoder3 in bfloat16 where the CPU/GPU has native bfloat16 ("auto"): predict 39 -> 28 ms on an AMX
     # CPU, AUROC within +-0.002 (gravel); float32 elsewhere.
     "frozen-dinov2": {"model": {**_DINOV2_VITS14, "head_ensemble": 4, "comparator_depth": 2,
                                 "directions": ["right", "left"], "comparator_precision": "auto"},
