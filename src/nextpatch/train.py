@@ -8,6 +8,7 @@ on cached Encoder3 features (`_train_head`).
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -84,6 +85,26 @@ class _Batches:
         return self.order[self.cursor - self.size:self.cursor]
 
 
+def deterministic(fn: Callable) -> Callable:
+    """Run `fn` with torch's deterministic algorithms (restored after), so one seed gives one model.
+
+    Without them, training on 2+ CPU threads was not reproducible: two fits of the default preset with
+    seed 0 gave different weights and brick image AUROCs 0.925-0.959; with them, identical weights, at no
+    measured cost (generator 80 steps: 7.8-9.8 s either way). `warn_only`: an op without a deterministic
+    version (e.g. some CUDA kernels) warns instead of failing the training.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    return wrapper
+
+
+@deterministic
 def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
           progress: Callable[[str, int, int, dict[str, float]], None] | None = None) -> dict:
     """Train `net` in place on normal images (M, 3, S, S), uint8 or float in [0, 1].
