@@ -78,6 +78,11 @@ def peak_mib(method: dict) -> int:
     return rows[0]["peak_mib"] if method.get("peer") else max(r["peak_mib"] for r in rows)
 
 
+def median_ms(rows: list[dict]) -> float:
+    """A method's predict time: the median of its categories' medians."""
+    return sorted(r["predict_ms"] for r in rows)[len(rows) // 2]
+
+
 def same_categories(ours: dict, other: dict) -> list[dict]:
     """`ours`' rows on the categories `other` ran (a peer run on a few categories only)."""
     ran = {r["category"] for r in other["rows"]}
@@ -96,8 +101,7 @@ def markdown(methods: list[dict], scaling: list[dict] | None, wall_min: float | 
         per = " | ".join(f"{fmt(by[c]['image_auroc'])} / {fmt(by[c]['pixel_auroc'])}" for c in cats)
         lines.append(f"| {m['method']} | {fmt(_mean(m['rows'], 'image_auroc'))} | {fmt(_mean(m['rows'], 'pixel_auroc'))} | "
                      f"{fmt(_mean(m['rows'], 'aupro'))} | {per} | {_mean(m['rows'], 'train_s'):.0f} | "
-                     f"{sorted(r['predict_ms'] for r in m['rows'])[len(m['rows']) // 2]:.0f} | "
-                     f"{peak_mib(m)} | {m['pretrained']} |")
+                     f"{median_ms(m['rows']):.0f} | {peak_mib(m)} | {m['pretrained']} |")
     lines += ["", "peak MiB: max over categories, each in a fresh process; anomalib rows: their first category's "
               "(a model runs its categories in one process, whose later peaks include what earlier ones left resident)."]
     ours = next((m for m in ran if m["key"] == "nextpatch"), None)
@@ -114,8 +118,7 @@ def markdown(methods: list[dict], scaling: list[dict] | None, wall_min: float | 
             lines.append(f"| {m['method']} | {', '.join(r['category'] for r in m['rows'])} | "
                          f"{fmt(_mean(m['rows'], 'image_auroc'))} | {fmt(_mean(m['rows'], 'pixel_auroc'))} | "
                          f"{fmt(_mean(m['rows'], 'aupro'))} | {vs} | {_mean(m['rows'], 'train_s'):.0f} | "
-                         f"{sorted(r['predict_ms'] for r in m['rows'])[len(m['rows']) // 2]:.0f} | {peak_mib(m)} | "
-                         f"{m['pretrained']} |")
+                         f"{median_ms(m['rows']):.0f} | {peak_mib(m)} | {m['pretrained']} |")
     notes = [m for m in ran + partial if m.get("note")]
     if notes:
         lines += ["", "Reduced or changed to fit the machine and the 90-minute run:", ""]
@@ -141,8 +144,8 @@ def markdown(methods: list[dict], scaling: list[dict] | None, wall_min: float | 
                                  f"({_mean(mine, key) - _mean(m['rows'], key):+.3f})")
         pc = next((m for m in ran if m["key"] == "Patchcore"), None)
         if pc:
-            med = lambda m: sorted(r["predict_ms"] for r in m["rows"])[len(m["rows"]) // 2]  # noqa: E731
-            lines.append(f"- predict: nextpatch {med(ours):.0f} ms/img, anomalib Patchcore {med(pc):.0f} ms/img")
+            lines.append(f"- predict: nextpatch {median_ms(ours['rows']):.0f} ms/img, "
+                         f"anomalib Patchcore {median_ms(pc['rows']):.0f} ms/img")
     if scaling:
         from scaling import markdown as scaling_md
 

@@ -262,7 +262,7 @@ def run_one(name: str, category: Path, out: Path) -> dict:
                    eval_batch_size=16, num_workers=0, seed=0)
     # anomalib validates on the test split during fit (its threshold and normalisation statistics); the table
     # uses neither (evaluate_category scores raw outputs on every test image below), so one batch of 16
-    # images and no sanity pass: that was a second pass over the test set, ~8 min of the peers' hour.
+    # images and no sanity pass: that was a second pass over the test set (~3 min of the peers' hour).
     # Fitting hooks still run (memory banks fit at the epoch's end; EfficientAd's map quantiles loop over
     # the whole validation loader themselves).
     engine = Engine(max_epochs=peer.epochs, limit_train_batches=peer.steps or None, accelerator="cpu", devices=1, logger=False,
