@@ -7,8 +7,9 @@
 Each category trains in its own subprocess so its peak memory (max RSS) is its own. Per category:
 image AUROC, pixel AUROC, AUPRO@30%, F1-max, train seconds, predict ms/image (median over single-image
 calls, model loaded once, batch 1), peak memory. Ablations reuse the trained weights and change only
-inference: forward-only (the paper's single direction), rows-only (forward + backward), mean instead
-of min fusion, and pixel L2 instead of the Siamese comparator.
+inference: forward-only (the paper's single direction), rows-only (forward + backward), the other
+fusions (min / mean / max), without the colour term, pixel L2 instead of the Siamese comparator, and
+the other image-score rule.
 Writes OUT/results.json ({preset: [rows]}) and OUT/results.md.
 """
 from __future__ import annotations
@@ -27,7 +28,11 @@ sys.path.insert(0, str(HERE))
 ABLATIONS = {
     "forward only (paper's single direction)": {"directions": ("right",)},
     "rows only (forward + backward)": {"directions": ("right", "left")},
-    "mean fusion instead of min": {"fusion": "mean"},
+    # the fusions other than the preset's own (a row equal to the preset is skipped)
+    "min fusion (the paper's bi-directional rule)": {"fusion": "min"},
+    "mean fusion": {"fusion": "mean"},
+    "max fusion": {"fusion": "max"},
+    "without the colour term": {"color_weight": 0.0},
     "pixel L2 instead of Siamese comparator": {"distance": "pixel"},
     # the other image-score rule than the preset's own: max of the map <-> mean of its top 1%
     "image score: the other rule (max <-> mean of the top 1%)": lambda m: {"score_topk": 0.0 if m.score_topk else 0.01},

@@ -99,3 +99,25 @@ def test_same_seed_gives_the_same_model(tmp_path):
         fits.append(Detector(cfg).fit(data).net_.state_dict())
     assert all(torch.equal(fits[0][k], fits[1][k]) for k in fits[0])
     assert not torch.are_deterministic_algorithms_enabled()  # the global setting is restored after training
+
+
+def test_colour_term_flags_a_soft_discoloration_more(tiny_dataset, tmp_path):
+    """A smooth brightness stain raises the score more with the colour term than without it;
+    the fitted colour scale survives save / load."""
+    config = tiny_config(steps=100)
+    config.model.color_weight = 1.0
+    detector = Detector(config).fit(tiny_dataset)
+    assert detector.calibration_["color_scale"] > 0
+    without = detector.replace_config(color_weight=0.0)
+    normals = [read_image(p) for p in list_images(tiny_dataset / "test" / "good")]
+    yy, xx = np.mgrid[:64, :64]
+    stain = np.exp(-((yy - 32) ** 2 + (xx - 30) ** 2) / (2 * 8.0 ** 2))[..., None].astype(np.float32)
+    stained = [np.clip(x - 0.25 * stain, 0, 1) for x in normals]
+
+    def gain(det):  # how much the stain raises the score, relative to the normal image's own
+        return np.mean([det.predict(s).raw_score / det.predict(x).raw_score for x, s in zip(normals, stained)])
+
+    assert gain(detector) > gain(without) and gain(detector) > 1.2
+    loaded = Detector.load(detector.save(tmp_path / "m"))
+    assert float(loaded.net_.color_scale) == pytest.approx(detector.calibration_["color_scale"])
+    assert loaded.predict(stained[0]).score == pytest.approx(detector.predict(stained[0]).score, rel=1e-5)

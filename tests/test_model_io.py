@@ -41,7 +41,8 @@ def test_older_minor_version_loads_with_defaults(saved_model, tmp_path):
     model = copy_model(saved_model, tmp_path)
     meta = json.loads((model / META).read_text())
     meta["format_version"] = "1.0"
-    del meta["config"]["model"]["comparator_precision"]  # 1.0 files predate this key
+    del meta["config"]["model"]["comparator_precision"]  # 1.0 files predate these keys
+    del meta["config"]["model"]["color_weight"]
     (model / META).write_text(json.dumps(meta))
     loaded = Detector.load(model)
     assert loaded.config.model.comparator_precision == "float32"

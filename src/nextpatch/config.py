@@ -20,6 +20,7 @@ DIRECTIONS = ("right", "left", "down", "up")
 left-to-right (the paper's forward pass); "left" is the backward pass; "down"/"up" do the same on columns."""
 
 PRECISIONS = ("float32", "bfloat16", "auto")
+FUSIONS = ("min", "mean", "max")
 
 
 @dataclass
@@ -44,7 +45,9 @@ class ModelConfig:
     comparator_precision: str = "float32"  # Encoder3's arithmetic: "float32", "bfloat16", or "auto" (bfloat16
                                            # where the device computes it natively, e.g. AMX / AVX512-BF16 CPUs)
     directions: tuple[str, ...] = DIRECTIONS
-    fusion: str = "min"            # how the predictions of one token are fused: "min" or "mean"
+    fusion: str = "min"            # how the predictions of one token are fused: "min", "mean" or "max"
+    color_weight: float = 0.0      # > 0: the distance adds this times the difference of a token's mean colour,
+                                   # real vs predicted, scaled at fit time to the Siamese distance's spread
     distance: str = "comparator"   # "comparator" (1 - cosine of Siamese features) or "pixel" (ablation: L2 of pixels)
     smoothing_sigma: float = 4.0   # Gaussian sigma of the anomaly map, in pixels at image_size
     score_topk: float = 0.0        # 0: image score = max of the map; >0: mean of that fraction of top pixels
@@ -70,8 +73,10 @@ class ModelConfig:
         bad = [d for d in self.directions if d not in DIRECTIONS]
         if bad or not self.directions:
             raise ConfigError(f"directions must be a non-empty subset of {DIRECTIONS}, got {self.directions}")
-        if self.fusion not in ("min", "mean"):
-            raise ConfigError(f"fusion must be 'min' or 'mean', got {self.fusion!r}")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if not self.color_weight >= 0:
+            raise ConfigError(f"color_weight must be >= 0, got {self.color_weight!r}")
         if self.comparator_precision not in PRECISIONS:
             raise ConfigError(f"comparator_precision must be one of {PRECISIONS}, got {self.comparator_precision!r}")
         if self.distance not in ("comparator", "pixel"):

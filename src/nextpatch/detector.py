@@ -113,7 +113,11 @@ class Detector:
         self.net_ = net.to(device)
         self.training_ = train(self.net_, training, tc, progress=progress)
         self.training_["images"] = len(training)
-        self.calibrate(calibration.float() / 255.0)
+        held_out = calibration.float() / 255.0
+        color_scale = self.net_.fit_color_scale(held_out)  # before the threshold, which depends on it
+        self.calibrate(held_out)
+        if self.config.model.color_weight > 0:
+            self.calibration_["color_scale"] = color_scale
         return self
 
     def calibrate(self, images: torch.Tensor) -> "Detector":
@@ -221,10 +225,16 @@ class Detector:
 
     def replace_config(self, **model_changes) -> "Detector":
         """A copy that shares the trained weights but changes inference-only model settings
-        (directions, fusion, distance, smoothing): used by the ablation benchmark."""
+        (directions, fusion, distance, smoothing, color_weight): used by the ablation benchmark.
+        The threshold is kept, so only the variant's rankings (AUROCs) are meaningful, not its decisions."""
         other = Detector(dataclasses.replace(self.config, model=dataclasses.replace(self.config.model, **model_changes)))
         net = PatternNet(other.config.model)
-        net.load_state_dict(self._net().state_dict())
+        state = self._net().state_dict()
+        if "color_scale" in net.state_dict() and "color_scale" not in state:
+            raise NextpatchError("color_weight > 0 needs a model fitted with a colour term (its scale is set at fit time)")
+        if "color_scale" not in net.state_dict():  # the variant drops the colour term
+            state.pop("color_scale", None)
+        net.load_state_dict(state)
         other.net_ = net.to(next(self._net().parameters()).device).eval()
         other.threshold_, other.calibration_, other.training_ = self.threshold_, dict(self.calibration_), dict(self.training_)
         return other

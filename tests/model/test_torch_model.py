@@ -99,6 +99,38 @@ def test_fusion_min_ignores_a_bad_direction():
     assert mean.fuse(dist).max() > 0.1
 
 
+def test_fusion_max_takes_the_worst_direction():
+    net = PatternNet(ModelConfig(**SMALL, fusion="max"))
+    dist = torch.full((1, net.num_triplets, 16), 0.1)
+    dist[0, net.triplets[:, 3] == DIRECTIONS.index("right")] = 5.0
+    fused = net.token_grid(net.fuse(dist))[0]  # (16, 16) tokens: 4 patches of 4 tokens a side
+    assert fused[:, 8:].eq(5.0).all()  # patch columns 2-3 are targets going right
+    assert fused[:, :8].eq(0.1).all()  # columns 0-1 only going left (or along columns)
+
+
+def test_colour_term_adds_the_scaled_mean_colour_difference():
+    torch.manual_seed(0)
+    net = PatternNet(ModelConfig(**SMALL, color_weight=0.5)).eval()
+    imgs = torch.rand(4, 3, 64, 64)
+    scale = net.fit_color_scale(imgs)
+    assert float(net.color_scale) == scale
+    with torch.no_grad():
+        tokens = net.patchify(imgs)
+        pred = net.predict_triplets(tokens)
+        target = net.triplets[:, 2]
+        real = tokens[:, target]
+        colour = net.color_distance(pred, real)
+        siamese = net.distance(pred, real, target.expand(4, -1))
+        # fitted so that both terms spread alike on these (normal) images
+        assert scale == pytest.approx(float(siamese.std() / colour.std()), rel=1e-4)
+        assert torch.allclose(net.triplet_distances(tokens, pred), siamese + 0.5 * scale * colour, atol=1e-5)
+        # a uniform shift of every channel by d is a colour distance of d * sqrt(3), whatever the texture
+        assert torch.allclose(net.color_distance(real, real + 0.4), torch.full(colour.shape, 0.4 * 3 ** 0.5), atol=1e-5)
+    # without a colour term the model has no scale to fit
+    plain = PatternNet(ModelConfig(**SMALL))
+    assert plain.fit_color_scale(imgs) == 1.0 and "color_scale" not in plain.state_dict()
+
+
 def test_forward_outputs(net):
     img = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -168,6 +200,10 @@ def test_config_validation():
         ModelConfig(image_size=100, patch_size=32).validate()
     with pytest.raises(ConfigError):
         ModelConfig(directions=("sideways",)).validate()
+    with pytest.raises(ConfigError, match="fusion"):
+        ModelConfig(fusion="median").validate()
+    with pytest.raises(ConfigError, match="color_weight"):
+        ModelConfig(color_weight=-1.0).validate()
 
 
 def test_comparator_with_its_own_width_class_token_and_colour():

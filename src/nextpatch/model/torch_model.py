@@ -112,6 +112,8 @@ class PatternNet(nn.Module):
         # K heads stacked in one Linear: rows [k*Dc, (k+1)*Dc) are head k (see `project_comparator`)
         self.comparator_head = nn.Linear(cd + (6 if cfg.comparator_color else 0), cfg.comparator_dim * cfg.head_ensemble)
 
+        if cfg.color_weight > 0:  # set at fit time by `fit_color_scale`; saved with the weights
+            self.register_buffer("color_scale", torch.ones(()))
         self.register_buffer("triplets", triplet_table(g, cfg.directions), persistent=False)
         self.register_buffer("smoothing", gaussian_kernel1d(cfg.smoothing_sigma), persistent=False)
         init_weights(self)
@@ -237,8 +239,10 @@ class PatternNet(nn.Module):
     def fuse(self, dist: torch.Tensor) -> torch.Tensor:
         """Per-triplet distances of all T triplets (N, T, n) -> one distance per token (N, P, n).
 
-        Bi-directional inference: a token predicted from several directions takes the min (or mean)
-        of its distances, so a defect in one direction's context does not condemn a normal patch.
+        Bi-directional inference: a token predicted from several directions takes the min, mean or max
+        of its distances. "min" (the paper's rationale: a defect in one direction's context does not
+        condemn a normal patch) also lets a defect wider than a patch hide, since some direction then
+        predicts it from defective context; "max" flags a token when any direction finds it wrong.
         Patches no direction reaches (only with a reduced set of directions) get 0.
         """
         n_img, _, n_tok = dist.shape
@@ -250,6 +254,9 @@ class PatternNet(nn.Module):
         dense = dense.reshape(n_img, len(DIRECTIONS), n_patch, n_tok)
         if self.cfg.fusion == "min":
             fused = dense.nan_to_num(nan=float("inf")).amin(dim=1)
+            return torch.where(torch.isinf(fused), torch.zeros_like(fused), fused)
+        if self.cfg.fusion == "max":
+            fused = dense.nan_to_num(nan=-float("inf")).amax(dim=1)
             return torch.where(torch.isinf(fused), torch.zeros_like(fused), fused)
         return dense.nanmean(dim=1).nan_to_num(nan=0.0)
 
@@ -279,20 +286,59 @@ class PatternNet(nn.Module):
         which = torch.arange(self.num_triplets, device=tokens.device).expand(tokens.shape[0], -1)
         return self.forward_decoder(*self.forward_encoders(tokens), which)
 
+    def triplet_distances(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Every triplet's per-token distance, real vs predicted target: (N, P, n, Dt), (N, T, n, Dt) -> (N, T, n).
+
+        The Siamese distance (or the pixel one), plus `color_weight * color_scale` times the colour
+        distance when the model has a colour term.
+        """
+        n_img, n_patch, target = tokens.shape[0], self.cfg.grid ** 2, self.triplets[:, 2]
+        if self.cfg.distance == "pixel":
+            return self.distance(pred, tokens[:, target], target.expand(n_img, -1))
+        # one Encoder3 pass over every real patch (P) and every prediction (T): one batch of P + T
+        # patches is ~10% faster on a CPU than two passes, and each real patch is encoded once
+        where = torch.cat([torch.arange(n_patch, device=tokens.device), target]).expand(n_img, -1)
+        feats = self.forward_comparator(torch.cat([tokens, pred], dim=1), where)  # (N, P + T, n, Dc)
+        dist = 1.0 - (feats[:, n_patch:] * feats[:, target]).sum(-1)
+        if self.cfg.color_weight > 0:
+            dist = dist + self.cfg.color_weight * self.color_scale * self.color_distance(pred, tokens[:, target])
+        return dist
+
+    @staticmethod
+    def color_distance(pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Distance of each token's mean colour: (N, K, n, Dt) x2 -> (N, K, n), normalised pixel units.
+
+        The frozen DINOv2 comparator was trained to ignore brightness and colour shifts, which are
+        defects here (stains, discoloration); this term sees them. Measured on the default preset
+        (README "Benchmark", ablation "without the colour term").
+        """
+        return (pred.unflatten(-1, (-1, 3)).mean(-2) - real.unflatten(-1, (-1, 3)).mean(-2)).norm(dim=-1)
+
+    @torch.no_grad()
+    def fit_color_scale(self, imgs: torch.Tensor, batch_size: int = 8) -> float:
+        """Set `color_scale` from normal images (M, 3, S, S) in [0, 1]: std(Siamese) / std(colour distance).
+
+        Both terms then vary equally on normal images, so `color_weight` is their relative weight
+        whatever the data's contrast. Returns the scale (1.0 and nothing set without a colour term).
+        """
+        if self.cfg.color_weight <= 0 or self.cfg.distance != "comparator":
+            return 1.0
+        self.color_scale.fill_(0.0)  # the Siamese distance alone
+        siamese, color = [], []
+        for i in range(0, len(imgs), batch_size):
+            tokens = self.patchify(imgs[i:i + batch_size].to(self.color_scale.device))
+            pred = self.predict_triplets(tokens)
+            siamese.append(self.triplet_distances(tokens, pred).flatten())
+            color.append(self.color_distance(pred, tokens[:, self.triplets[:, 2]]).flatten())
+        scale = float(torch.cat(siamese).std() / torch.cat(color).std().clamp(min=1e-8))
+        self.color_scale.fill_(scale)
+        return scale
+
     def forward(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """imgs (N, 3, S, S) in [0, 1] -> (anomaly map (N, S, S), expected image (N, 3, S, S))."""
         tokens = self.patchify(imgs)
-        n_img = imgs.shape[0]
         pred = self.predict_triplets(tokens)  # (N, T, n, Dt)
-        n_patch, target = self.cfg.grid ** 2, self.triplets[:, 2]
-        if self.cfg.distance == "comparator":
-            # one Encoder3 pass over every real patch (P) and every prediction (T): one batch of P + T
-            # patches is ~10% faster on a CPU than two passes, and each real patch is encoded once
-            where = torch.cat([torch.arange(n_patch, device=imgs.device), target]).expand(n_img, -1)
-            feats = self.forward_comparator(torch.cat([tokens, pred], dim=1), where)  # (N, P + T, n, Dc)
-            dist = 1.0 - (feats[:, n_patch:] * feats[:, target]).sum(-1)
-        else:
-            dist = self.distance(pred, tokens[:, target], target.expand(n_img, -1))
+        dist = self.triplet_distances(tokens, pred)  # (N, T, n)
         return self.smooth(self.token_grid(self.fuse(dist))), self.assemble_expected(pred)
 
     # ------------------------------------------------------------------------------ training
