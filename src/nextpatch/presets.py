@@ -46,7 +46,7 @@ PRESETS: dict[str, dict] = {
     # Max fusion and a colour term of weight 0.5 (2026-12-01, `python benchmarks/suite.py`, its ablation rows):
     # suite 0.949 / 0.955 image / pixel AUROC; min fusion 0.938 / 0.952, mean 0.945 / 0.954, without the
     # colour term 0.941 / 0.946 (the previous default, min without colour: 0.931 / 0.942). The colour term
-    # is for what DINOv2 ignores: grass / gravel discoloration. Weight 0.25 vs 0.5 moved means by < 0.003.
+    # is for what DINOv2 ignores: grass / gravel discoloration.
     "frozen-dinov2": {"model": {**_DINOV2_VITS14, "head_ensemble": 4, "comparator_depth": 2,
                                 "directions": ["right", "left"], "comparator_precision": "auto",
                                 "fusion": "max", "color_weight": 0.5},
