@@ -1,6 +1,6 @@
 """nextpatch vs its peers on the benchmark suite, in one run: the README's comparison table.
 
-    python benchmarks/compare.py                 # everything: 82 min on 2 CPU cores (2026-12-01; the target is 90)
+    python benchmarks/compare.py                 # everything: 84 min on 2 CPU cores (2026-12-01; the target is 90)
     python benchmarks/compare.py --skip-peers    # nextpatch, kNN and the scaling rows only
 
 Steps, each its own script (rerunnable alone), all on the same suite, image size and machine:
