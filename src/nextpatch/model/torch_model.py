@@ -292,6 +292,13 @@ class PatternNet(nn.Module):
         The Siamese distance (or the pixel one), plus `color_weight * color_scale` times the colour
         distance when the model has a colour term.
         """
+        dist = self.siamese_distances(tokens, pred)
+        if self.cfg.color_weight > 0 and self.cfg.distance == "comparator":
+            dist = dist + self.cfg.color_weight * self.color_scale * self.color_distance(pred, tokens[:, self.triplets[:, 2]])
+        return dist
+
+    def siamese_distances(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """`triplet_distances` without the colour term: 1 - cosine of the Siamese features (or pixel L2)."""
         n_img, n_patch, target = tokens.shape[0], self.cfg.grid ** 2, self.triplets[:, 2]
         if self.cfg.distance == "pixel":
             return self.distance(pred, tokens[:, target], target.expand(n_img, -1))
@@ -299,10 +306,7 @@ class PatternNet(nn.Module):
         # patches is ~10% faster on a CPU than two passes, and each real patch is encoded once
         where = torch.cat([torch.arange(n_patch, device=tokens.device), target]).expand(n_img, -1)
         feats = self.forward_comparator(torch.cat([tokens, pred], dim=1), where)  # (N, P + T, n, Dc)
-        dist = 1.0 - (feats[:, n_patch:] * feats[:, target]).sum(-1)
-        if self.cfg.color_weight > 0:
-            dist = dist + self.cfg.color_weight * self.color_scale * self.color_distance(pred, tokens[:, target])
-        return dist
+        return 1.0 - (feats[:, n_patch:] * feats[:, target]).sum(-1)
 
     @staticmethod
     def color_distance(pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -323,12 +327,11 @@ class PatternNet(nn.Module):
         """
         if self.cfg.color_weight <= 0 or self.cfg.distance != "comparator":
             return 1.0
-        self.color_scale.fill_(0.0)  # the Siamese distance alone
         siamese, color = [], []
         for i in range(0, len(imgs), batch_size):
             tokens = self.patchify(imgs[i:i + batch_size].to(self.color_scale.device))
             pred = self.predict_triplets(tokens)
-            siamese.append(self.triplet_distances(tokens, pred).flatten())
+            siamese.append(self.siamese_distances(tokens, pred).flatten())
             color.append(self.color_distance(pred, tokens[:, self.triplets[:, 2]]).flatten())
         scale = float(torch.cat(siamese).std() / torch.cat(color).std().clamp(min=1e-8))
         self.color_scale.fill_(scale)
