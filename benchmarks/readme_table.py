@@ -1,13 +1,14 @@
 """Copy the published tables into the README between their markers (run after compare.py --publish).
 
 benchmarks/results/suite.md -> between <!-- suite:start --> and <!-- suite:end -->;
-benchmarks/results/compare.md -> between <!-- compare:start --> and <!-- compare:end -->.
+benchmarks/results/compare.md -> between <!-- compare:start --> and <!-- compare:end -->;
+benchmarks/results/seeds.md -> between <!-- seeds:start --> and <!-- seeds:end --> (benchmarks/seeds.py --publish).
 """
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 readme = (ROOT / "README.md").read_text()
-for name in ("suite", "compare"):
+for name in ("suite", "compare", "seeds"):
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     table = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text().strip()
     head, rest = readme.split(start, 1)
