@@ -3,13 +3,14 @@ mean, spread and worst case of image / pixel AUROC.
 
     python benchmarks/seeds.py --seeds 0 1 2 --publish   # the README's seed table (then benchmarks/readme_table.py)
     python benchmarks/seeds.py --seeds 0 1 2 --categories grass gravel pcb
-    python benchmarks/seeds.py --seeds 0 1 --config generator_1200.toml   # a config change, judged over seeds
+    python benchmarks/seeds.py --config my_change.toml --out benchmarks/out/seeds_my_change   # a change, over seeds
 
 The suite's test sets are small (25 good, 40 defective images per category), and training draws its
 batches, triplets and synthetic defects at random, so one seed's AUROC moves by a few hundredths; a
 change should beat that spread before it is kept. Each seed is one `benchmarks/suite.py` run without
-ablations (its own subprocesses, rows in OUT/seed<N>/); a seed whose suite run finished (OUT/seed<N>/results.md
-exists) is read, not run again (an interrupted run resumes; `--rerun` redoes it). Writes OUT/seeds.json and OUT/seeds.md.
+ablations (its own subprocesses, rows in OUT/seed<N>/). A seed whose suite run finished with the same
+categories, preset and config (OUT/seed<N>/results.md and run.json) is read, not run again: an interrupted
+run resumes; `--rerun` redoes it. Writes OUT/seeds.json and OUT/seeds.md.
 """
 from __future__ import annotations
 
@@ -64,10 +65,13 @@ def main() -> None:
     runs: dict[int, list[dict]] = {}
     for seed in args.seeds:
         done = out / f"seed{seed}"
-        if (done / "results.md").exists() and not args.rerun:  # suite.py writes it last: the seed finished
+        setup = {"categories": args.categories, "preset": args.preset, "config": args.config, "seed": seed}
+        finished = (done / "results.md").exists() and (done / "run.json").exists()  # suite.py writes results.md last
+        if finished and json.loads((done / "run.json").read_text()) == setup and not args.rerun:
             print(f"== seed {seed}: already in {done} (--rerun to redo it)", flush=True)
             runs[seed] = next(iter(json.loads((done / "results.json").read_text()).values()))
             continue
+        (done / "results.md").unlink(missing_ok=True)
         cmd = [sys.executable, str(HERE / "suite.py"), "--seed", str(seed), "--no-ablations",
                "--out", str(out / f"seed{seed}")]
         if args.categories:
@@ -77,7 +81,10 @@ def main() -> None:
         if args.config:
             cmd += ["--config", args.config]
         print(f"== seed {seed}", flush=True)
-        subprocess.run(cmd, check=True)
+        done.mkdir(parents=True, exist_ok=True)
+        (done / "run.json").write_text(json.dumps(setup))
+        if subprocess.run(cmd).returncode != 0:
+            sys.exit(f"seed {seed}: benchmarks/suite.py failed (its output is above); finished seeds are kept in {out}")
         results = json.loads((out / f"seed{seed}" / "results.json").read_text())
         runs[seed] = next(iter(results.values()))
     summary = summarize(runs)
