@@ -73,7 +73,7 @@ def main() -> None:
             continue
         (done / "results.md").unlink(missing_ok=True)
         cmd = [sys.executable, str(HERE / "suite.py"), "--seed", str(seed), "--no-ablations",
-               "--out", str(out / f"seed{seed}")]
+               "--out", str(done)]
         if args.categories:
             cmd += ["--categories", *args.categories]
         if args.preset:
@@ -85,8 +85,7 @@ def main() -> None:
         (done / "run.json").write_text(json.dumps(setup))
         if subprocess.run(cmd).returncode != 0:
             sys.exit(f"seed {seed}: benchmarks/suite.py failed (its output is above); finished seeds are kept in {out}")
-        results = json.loads((out / f"seed{seed}" / "results.json").read_text())
-        runs[seed] = next(iter(results.values()))
+        runs[seed] = next(iter(json.loads((done / "results.json").read_text()).values()))
     summary = summarize(runs)
     (out / "seeds.json").write_text(json.dumps({"seeds": args.seeds, "config": args.config, "summary": summary}, indent=2))
     table = markdown(summary, args.seeds)
