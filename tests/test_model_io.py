@@ -43,6 +43,8 @@ def test_older_minor_version_loads_with_defaults(saved_model, tmp_path):
     meta["format_version"] = "1.0"
     del meta["config"]["model"]["comparator_precision"]  # 1.0 files predate these keys
     del meta["config"]["model"]["color_weight"]
+    del meta["config"]["model"]["comparator_layers"]
+    del meta["config"]["model"]["head_layers"]
     (model / META).write_text(json.dumps(meta))
     loaded = Detector.load(model)
     assert loaded.config.model.comparator_precision == "float32"

@@ -34,8 +34,12 @@ class ModelConfig:
     encoder_depth: int = 2         # generator Encoder1 / Encoder2
     decoder_depth: int = 2         # generator decoder (self-attention over queries + cross-attention to F1, F2)
     comparator_depth: int = 2      # Siamese Encoder3
+    comparator_layers: tuple[int, ...] = ()  # Encoder3 blocks (1-based) whose outputs, concatenated, are its
+                                             # features; () = the last block's only
     comparator_dim: int = 64       # output feature size of the comparator's projection head
     head_ensemble: int = 1         # K projection heads, trained independently; the distance is their mean
+    head_layers: tuple[tuple[int, ...], ...] = ()  # per head, the comparator_layers it reads (frozen comparator
+                                                   # only); () = every head reads all of them
     comparator_width: int | None = None    # Encoder3's own width / heads / MLP ratio (None: the generator's),
     comparator_heads: int | None = None    # e.g. 384 / 6 / 4.0 for a pretrained DINOv2 ViT-S
     comparator_mlp_ratio: float | None = None
@@ -68,8 +72,19 @@ class ModelConfig:
         if self.comparator_position and self.comparator_dims[0] != self.width:
             raise ConfigError("comparator_position needs comparator_width == width (the position code is the "
                               "generator's); set comparator_position = false")
+        self.comparator_layers = tuple(int(i) for i in self.comparator_layers)
+        bad = [i for i in self.comparator_layers if not 1 <= i <= self.comparator_depth]
+        if bad or len(set(self.comparator_layers)) != len(self.comparator_layers):
+            raise ConfigError(f"comparator_layers must be distinct block numbers in 1..comparator_depth "
+                              f"({self.comparator_depth}), got {list(self.comparator_layers)}")
         if self.head_ensemble < 1:
             raise ConfigError(f"head_ensemble must be >= 1, got {self.head_ensemble}")
+        self.head_layers = tuple(tuple(int(i) for i in h) for h in self.head_layers)
+        if self.head_layers:
+            known = self.comparator_layers or (self.comparator_depth,)
+            if len(self.head_layers) != self.head_ensemble or any(not h or set(h) - set(known) for h in self.head_layers):
+                raise ConfigError(f"head_layers must name, for each of the {self.head_ensemble} heads, some of the "
+                                  f"comparator_layers {list(known)}; got {[list(h) for h in self.head_layers]}")
         bad = [d for d in self.directions if d not in DIRECTIONS]
         if bad or not self.directions:
             raise ConfigError(f"directions must be a non-empty subset of {DIRECTIONS}, got {self.directions}")

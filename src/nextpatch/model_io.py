@@ -26,7 +26,9 @@ FORMAT = "nextpatch-model"
 # Major changes break loading; files of an older minor version stay readable (a config key a file lacks
 # takes its default). 1.1: model.comparator_precision (1.0 files load as "float32", as they were trained).
 # 1.2: model.color_weight with the fitted `color_scale` tensor, fusion "max" (older files: no colour term).
-FORMAT_VERSION = (1, 2)
+# 1.3: model.comparator_layers and model.head_layers (older files: the last comparator block's features,
+# read by every head, as they were trained).
+FORMAT_VERSION = (1, 3)
 WEIGHTS, META = "model.safetensors", "nextpatch.json"
 
 

@@ -21,6 +21,21 @@ def test_vit_encoder_shapes():
     assert enc(torch.rand(5, 16, 48)).shape == (5, 16, 32)
 
 
+def test_vit_encoder_concatenates_the_named_blocks():
+    torch.manual_seed(0)
+    enc = ViTEncoder(token_dim=48, num_tokens=16, dim=32, depth=3, heads=4, class_token=True).eval()
+    x = torch.rand(5, 16, 48)
+    with torch.no_grad():
+        last, both = enc(x), enc(x, layers=(2, 3))
+        shallow = ViTEncoder(token_dim=48, num_tokens=16, dim=32, depth=2, heads=4, class_token=True).eval()
+        shallow.load_state_dict({k: v for k, v in enc.state_dict().items() if not k.startswith("blocks.2.")})
+        second = shallow(x)
+    assert both.shape == (5, 16, 64)
+    assert torch.allclose(both[..., 32:], last, atol=1e-6)  # block 3's part is the plain output
+    assert torch.allclose(both[..., :32], second, atol=1e-6)  # block 2's part is a 2-block encoder's output
+    assert torch.allclose(enc(x, layers=(3,)), last, atol=1e-6)
+
+
 def test_patchify_roundtrip_and_layout(net):
     imgs = torch.rand(2, 3, 64, 64)
     tokens = net.patchify(imgs)
@@ -204,6 +219,21 @@ def test_config_validation():
         ModelConfig(fusion="median").validate()
     with pytest.raises(ConfigError, match="color_weight"):
         ModelConfig(color_weight=-1.0).validate()
+    with pytest.raises(ConfigError, match="comparator_layers"):
+        ModelConfig(comparator_depth=2, comparator_layers=(2, 3)).validate()
+    with pytest.raises(ConfigError, match="comparator_layers"):
+        ModelConfig(comparator_depth=3, comparator_layers=(2, 2)).validate()
+
+
+def test_comparator_layers_widen_the_head_input():
+    torch.manual_seed(0)
+    net = PatternNet(ModelConfig(**SMALL, comparator_depth=3, comparator_layers=(2, 3), head_ensemble=2)).eval()
+    assert net.comparator_head.in_features == 2 * 32
+    img = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        feats = net.encode_comparator(net.patchify(img), torch.arange(16).expand(2, -1))
+        amap, _ = net(img)
+    assert feats.shape == (2, 16, 16, 64) and amap.shape == (2, 64, 64) and torch.isfinite(amap).all()
 
 
 def test_comparator_with_its_own_width_class_token_and_colour():

@@ -110,7 +110,8 @@ class PatternNet(nn.Module):
         self.comparator = ViTEncoder(token_dim=token_dim, num_tokens=n, dim=cd, depth=cfg.comparator_depth,
                                      heads=ch, mlp_ratio=cr, class_token=cfg.comparator_class_token)
         # K heads stacked in one Linear: rows [k*Dc, (k+1)*Dc) are head k (see `project_comparator`)
-        self.comparator_head = nn.Linear(cd + (6 if cfg.comparator_color else 0), cfg.comparator_dim * cfg.head_ensemble)
+        feat_dim = cd * max(1, len(cfg.comparator_layers)) + (6 if cfg.comparator_color else 0)
+        self.comparator_head = nn.Linear(feat_dim, cfg.comparator_dim * cfg.head_ensemble)
 
         if cfg.color_weight > 0:  # set at fit time by `fit_color_scale`; saved with the weights
             self.register_buffer("color_scale", torch.ones(()))
@@ -178,6 +179,9 @@ class PatternNet(nn.Module):
     def encode_comparator(self, tokens: torch.Tensor, patch_index: torch.Tensor) -> torch.Tensor:
         """Encoder3 alone: tokens (N, K, n, Dt) of patches at grid positions patch_index (N, K) -> (N, K, n, Dw).
 
+        Dw = width, or width times the number of `comparator_layers` when several blocks' outputs are
+        concatenated (early blocks keep fine texture, later ones structure).
+
         With `comparator_color`, each token's mean and std of R, G, B (normalised pixel units) are
         appended (Dw = width + 6): pretrained self-supervised features are trained to ignore colour
         shifts, which are defects here, so the head gets them explicitly and learns their weight.
@@ -185,7 +189,7 @@ class PatternNet(nn.Module):
         n_img, k, n_tok, token_dim = tokens.shape
         pos = self.patch_pos[patch_index].reshape(n_img * k, 1, -1) if self.cfg.comparator_position else None
         with self.comparator_autocast(tokens.device):
-            feats = self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos)
+            feats = self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos, layers=self.cfg.comparator_layers)
         feats = feats.float().reshape(n_img, k, n_tok, -1)
         if self.cfg.comparator_color:
             px = tokens.reshape(n_img, k, n_tok, -1, 3)  # a token's pixels are (ti, tj, C)
@@ -203,6 +207,22 @@ class PatternNet(nn.Module):
         if precision == "bfloat16" or (precision == "auto" and native_bfloat16(device)):
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def head_input_mask(self, k: int) -> torch.Tensor:
+        """(Dw,) 1.0 on the Encoder3 features that head k reads, 0.0 elsewhere (see `head_layers`).
+
+        Features are laid out block by block in `comparator_layers` order, then the colour statistics
+        (read by every head). A head trained on masked features gets zero weights on the rest, so at
+        inference the stacked Linear needs no mask.
+        """
+        cd = self.cfg.comparator_dims[0]
+        mask = torch.ones(self.comparator_head.in_features, device=self.comparator_head.weight.device)
+        if self.cfg.head_layers:
+            layers = self.cfg.comparator_layers or (self.cfg.comparator_depth,)
+            for j, layer in enumerate(layers):
+                if layer not in self.cfg.head_layers[k]:
+                    mask[j * cd:(j + 1) * cd] = 0.0
+        return mask
 
     def project_comparator(self, feats: torch.Tensor) -> torch.Tensor:
         """Encoder3 features (..., Dw) -> unit comparison features (..., K*Dc) through the projection head(s).

@@ -119,17 +119,24 @@ class ViTEncoder(nn.Module):
             nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     def forward(self, tokens: torch.Tensor, extra: torch.Tensor | None = None, *,
-                with_class_token: bool = False) -> torch.Tensor:
-        """`extra` (broadcastable to (N, L, D)) is added after the embedding, e.g. a patch-position code."""
+                with_class_token: bool = False, layers: tuple[int, ...] = ()) -> torch.Tensor:
+        """`extra` (broadcastable to (N, L, D)) is added after the embedding, e.g. a patch-position code.
+
+        `layers`: block numbers (1-based) whose outputs, each through the final norm, are concatenated:
+        (N, L, len(layers) * D); empty: the last block's output, (N, L, D).
+        """
         x = self.patch_embed(tokens)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (N, 1 + L, D)
         x = x + self.pos_embed
         if extra is not None:
             x = x + extra
-        for block in self.blocks:
+        outputs = []
+        for i, block in enumerate(self.blocks, start=1):
             x = block(x)
-        x = self.norm(x)
+            if i in layers:
+                outputs.append(self.norm(x))
+        x = torch.cat(outputs, dim=-1) if layers else self.norm(x)
         return x[:, 1:] if self.cls_token is not None and not with_class_token else x
 
 
