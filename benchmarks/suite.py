@@ -139,6 +139,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="override training steps: N generator, the comparator's in the preset's ratio (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ablations", action="store_true", help="skip the ablation rows (saves ~1 min per category)")
+    parser.add_argument("--publish", action="store_true",
+                        help="also merge this run's preset rows into benchmarks/results/suite.json and suite.md "
+                             "(other presets' published rows stay; then: python benchmarks/readme_table.py)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one category in this process
     args = parser.parse_args()
     out = Path(args.out)
@@ -180,6 +183,24 @@ def main() -> None:
     table = markdown(results)
     (out / "results.md").write_text(table)
     print(table)
+    if args.publish:
+        publish(out)
+
+
+def publish(out: Path) -> None:
+    """Merge a finished run's rows (OUT/results.json) into benchmarks/results/suite.json / suite.md: the
+    presets of this run replace their published rows, each row stamped with the run's date."""
+    results = json.loads((out / "results.json").read_text())
+    stamp = time.strftime("%Y-%m-%d", time.localtime((out / "results.json").stat().st_mtime))
+    for rows in results.values():
+        for r in rows:
+            r["measured"] = f"benchmarks/suite.py run of {stamp}"
+    target = HERE / "results" / "suite.json"
+    published = json.loads(target.read_text()) if target.exists() else {}
+    published.update(results)
+    target.write_text(json.dumps(published, indent=2))
+    (HERE / "results" / "suite.md").write_text(markdown(published))
+    print(f"published {', '.join(results)} to {target} and suite.md")
 
 
 if __name__ == "__main__":
