@@ -70,6 +70,18 @@ def test_train_predict_evaluate(tmp_path, tiny_dataset):
     assert "<svg" in html and "images/" in html
 
 
+def test_train_says_how_the_data_set_the_generator_budget(tmp_path, tiny_dataset):
+    config = tiny_config(steps=24)
+    config.train.comparator_steps, config.train.texture_steps = 24, 8
+    path = tmp_path / "texture.json"
+    path.write_text(json.dumps(config.to_dict()))
+    code, out, err = run("train", tiny_dataset, "--out", tmp_path / "model", "--config", path)
+    assert code == 0, err
+    assert "images look like a texture" in out and ": 8 generator steps" in out  # woven: a texture
+    saved = json.loads((tmp_path / "model" / "nextpatch.json").read_text())["training"]
+    assert saved["generator_steps"] == 8 and saved["data"] == "texture"
+
+
 def test_predict_with_one_bad_image_scores_the_rest(tmp_path, saved_model, tiny_dataset):
     folder = tmp_path / "in"
     shutil.copytree(tiny_dataset / "test" / "good", folder)

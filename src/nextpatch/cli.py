@@ -78,8 +78,11 @@ def cmd_train(args) -> int:
     finally:
         close()
     out = detector.save(args.out)
-    cal = detector.calibration_
-    print(f"trained on {detector.training_['images']} images in {time.perf_counter() - start:.0f} s; "
+    cal, summary = detector.calibration_, detector.training_
+    if "data" in summary:  # the generator's budget was chosen from the images (train.texture_steps)
+        print(f"images look like {'a texture' if summary['data'] == 'texture' else 'an aligned part'} (position "
+              f"explains {summary['position_share']:.0%} of their variance): {summary['generator_steps']} generator steps")
+    print(f"trained on {summary['images']} images in {time.perf_counter() - start:.0f} s; "
           f"threshold from {cal['images']} held-out good images ({cal['rule']}); model saved to {out}")
     return 0
 

@@ -117,6 +117,10 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 0                # > 0: each stage makes this many passes over the images (overrides steps)
     steps: int = 300               # stage 1 (pattern generation) optimisation steps
+    texture_steps: int = 0         # > 0: stage 1 takes this many steps instead when the images are a texture
+                                   # (their position explains under `texture_share` of the variance; see
+                                   # `train.position_share`); 0: always `steps`. Off with --epochs / --steps
+    texture_share: float = 0.1     # position share of the pixel variance below which images count as a texture
     comparator_steps: int = 600    # stage 2 (pattern comparison) optimisation steps
     batch_size: int = 4            # stage 1 images per step
     comparator_batch_size: int = 8 # stage 2 images per step
@@ -143,9 +147,11 @@ class TrainConfig:
     device: str = "auto"           # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
 
     def scale_steps(self, steps: int) -> "TrainConfig":
-        """N generator steps; the comparator's budget keeps its ratio to the generator's (2N by default)."""
+        """N generator steps, whatever the data (texture_steps off); the comparator's budget keeps its ratio
+        to the generator's (2N by default)."""
         ratio = self.comparator_steps / max(1, self.steps)
         self.steps, self.comparator_steps, self.epochs = steps, max(1, round(steps * ratio)), 0
+        self.texture_steps = 0
         return self
 
 

@@ -28,7 +28,8 @@ FORMAT = "nextpatch-model"
 # 1.2: model.color_weight with the fitted `color_scale` tensor, fusion "max" (older files: no colour term).
 # 1.3: model.comparator_layers and model.head_layers (older files: the last comparator block's features,
 # read by every head, as they were trained).
-FORMAT_VERSION = (1, 3)
+# 1.4: train.texture_steps and train.texture_share (training only; older files load with the rule off).
+FORMAT_VERSION = (1, 4)
 WEIGHTS, META = "model.safetensors", "nextpatch.json"
 
 
