@@ -9,8 +9,9 @@ The suite's test sets are small (25 good, 40 defective images per category), and
 batches, triplets and synthetic defects at random, so one seed's AUROC moves by a few hundredths; a
 change should beat that spread before it is kept. Each seed is one `benchmarks/suite.py` run without
 ablations (its own subprocesses, rows in OUT/seed<N>/). A seed whose suite run finished with the same
-categories, preset and config (OUT/seed<N>/results.md and run.json) is read, not run again: an interrupted
-run resumes; `--rerun` redoes it. Writes OUT/seeds.json and OUT/seeds.md.
+categories, preset and config, and the same resolved settings (OUT/seed<N>/results.md and run.json), is read,
+not run again: an interrupted run resumes; a changed default preset or config file runs again; `--rerun`
+redoes it. Writes OUT/seeds.json and OUT/seeds.md.
 """
 from __future__ import annotations
 
@@ -62,10 +63,16 @@ def main() -> None:
     parser.add_argument("--rerun", action="store_true", help="run seeds whose results are already in OUT again")
     args = parser.parse_args()
     out = Path(args.out)
+    # what the seeds train, resolved: a folder run with another default preset (or an edited config file)
+    # must not be taken for this one, even under the same names
+    from nextpatch.presets import preset_config, resolve_preset
+
+    settings = preset_config(resolve_preset(args.preset)[0], args.config).to_dict()
     runs: dict[int, list[dict]] = {}
     for seed in args.seeds:
         done = out / f"seed{seed}"
-        setup = {"categories": args.categories, "preset": args.preset, "config": args.config, "seed": seed}
+        setup = json.loads(json.dumps({"categories": args.categories, "preset": args.preset,  # as run.json reads back
+                                       "config": args.config, "seed": seed, "settings": settings}))
         finished = (done / "results.md").exists() and (done / "run.json").exists()  # suite.py writes results.md last
         if finished and json.loads((done / "run.json").read_text()) == setup and not args.rerun:
             print(f"== seed {seed}: already in {done} (--rerun to redo it)", flush=True)
