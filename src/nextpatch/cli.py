@@ -234,8 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"named configuration: {', '.join(PRESETS)} (default {DEFAULT_PRESET}; "
                         "pretrained presets need the optional extra nextpatch[pretrained])")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file with [model] and [train] settings, applied on top of the preset")
-    p.add_argument("--epochs", type=int, metavar="N", help="train each stage for N passes over the images (default: a fixed step budget)")
-    p.add_argument("--steps", type=int, metavar="N", help="N generator steps; the comparator's steps keep the preset's ratio (scratch: 300 and 600)")
+    p.add_argument("--epochs", type=int, metavar="N", help="train each stage for N passes over the images (default: a fixed step budget, "
+                        "which the default preset sets by the data: 300 generator steps, 100 for a texture)")
+    p.add_argument("--steps", type=int, metavar="N", help="N generator steps whatever the data; the comparator's steps keep the preset's ratio "
+                        "(scratch: 300 and 600)")
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
     p.add_argument("--init-checkpoint", metavar="FILE",
                    help="initialise the ViT encoders from a local timm or DINOv2 checkpoint (.safetensors, .pth or "
@@ -283,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="nextpatch-demo", metavar="DIR", help="output directory (default ./nextpatch-demo)")
     p.add_argument("--steps", type=int, metavar="N",
                    help="generator steps per category; the comparator's steps keep the preset's ratio "
-                        "(default: the preset's own budget; 120 for scratch, to stay under 10 minutes)")
+                        "(default: the preset's own budget, for the default preset 100 on a texture; 120 for scratch, "
+                        "to stay under 10 minutes)")
     p.add_argument("--preset", choices=list(PRESETS), metavar="NAME", help=f"named configuration (default {DEFAULT_PRESET})")
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda' or 'auto' (default)")

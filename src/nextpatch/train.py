@@ -153,10 +153,11 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     gen_steps, cmp_steps = stage_steps(cfg, len(images))
-    share = None
-    if cfg.texture_steps > 0 and cfg.epochs <= 0:  # a texture gets the generator's texture budget
+    data: dict = {}  # what the images look like, when it decides the generator's budget
+    if cfg.texture_steps > 0 and cfg.epochs <= 0:
         share = position_share(images)
-        if share < cfg.texture_share:
+        data = {"position_share": round(share, 4), "data": "texture" if share < cfg.texture_share else "aligned"}
+        if data["data"] == "texture":
             gen_steps = cfg.texture_steps
     if net.cfg.distance != "comparator":
         cmp_steps = 0  # the pixel-distance ablation has no comparator to train
@@ -228,8 +229,6 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
             _step(opt, loss, comparator_params, cfg.lr * lr_factor(step, cmp_steps, cfg.warmup_steps))
             report("comparator", step + 1, cmp_steps, loss)
     net.eval()
-    data = {} if share is None else {"position_share": round(share, 4),
-                                     "data": "texture" if share < cfg.texture_share else "aligned"}
     return {"generator_steps": gen_steps, "comparator_steps": cmp_steps, **data,
             "generator_seconds": round(generator_s, 1), "seconds": round(time.perf_counter() - start, 1),
             "losses": {k: round(v, 5) for k, v in running.items()}}
