@@ -205,12 +205,9 @@ def main() -> None:
         results = HERE / "results"
         for f in ("compare.md", "compare.json"):
             shutil.copy(out / f, results / f)
-        from suite import markdown as suite_md
+        from suite import publish
 
-        published = json.loads((results / "suite.json").read_text()) if (results / "suite.json").exists() else {}
-        published.update(json.loads((out / "nextpatch" / "results.json").read_text()))  # this run's preset rows
-        (results / "suite.json").write_text(json.dumps(published, indent=2))
-        (results / "suite.md").write_text(suite_md(published))
+        publish(out / "nextpatch")  # this run's preset rows into results/suite.json and suite.md
 
 
 if __name__ == "__main__":
