@@ -119,7 +119,7 @@ class TrainConfig:
     steps: int = 300               # stage 1 (pattern generation) optimisation steps
     texture_steps: int = 0         # > 0: stage 1 takes this many steps instead when the images are a texture
                                    # (their position explains under `texture_share` of the variance; see
-                                   # `train.position_share`); 0: always `steps`. Off with --epochs / --steps
+                                   # `nextpatch.train.position_share`); 0: always `steps`. Off with --epochs / --steps
     texture_share: float = 0.1     # position share of the pixel variance below which images count as a texture
     comparator_steps: int = 600    # stage 2 (pattern comparison) optimisation steps
     batch_size: int = 4            # stage 1 images per step

@@ -48,7 +48,7 @@ PRESETS: dict[str, dict] = {
     # colour term 0.941 / 0.946 (the previous default, min without colour: 0.931 / 0.942). The colour term
     # is for what DINOv2 ignores: grass / gravel discoloration.
     # Generator: 300 steps on aligned parts, 100 on textures (`texture_steps`; the data decides at fit time by
-    # `train.position_share`). Seeds 0, 1, 2, 100 steps vs 300 (image AUROC): brick +0.021 / 0.000 / +0.024,
+    # `nextpatch.train.position_share`). Seeds 0, 1, 2, 100 steps vs 300 (image AUROC): brick +0.021 / 0.000 / +0.024,
     # grass +0.008 / +0.020 / -0.048, gravel +0.034 / +0.012 / -0.016, woven +0.002 / +0.003 / +0.006, grain
     # 1.000; the PCB worse with 100 (-0.009 / -0.039 on seeds 0 / 1). Suite mean 0.948 -> 0.952 image,
     # 0.955 -> 0.956 pixel AUROC: ahead, though not beyond the seed spread (README "Status"). Why: a
