@@ -4,6 +4,7 @@ mean, spread and worst case of image / pixel AUROC.
     python benchmarks/seeds.py --seeds 0 1 2 --publish   # the README's seed table (then benchmarks/readme_table.py)
     python benchmarks/seeds.py --seeds 0 1 2 --categories grass gravel pcb
     python benchmarks/seeds.py --config my_change.toml --out benchmarks/out/seeds_my_change   # a change, over seeds
+    python benchmarks/seeds.py --set validation --config my_change.toml --out benchmarks/out/val_my_change  # and off the suite
 
 The suite's test sets are small (25 good, 40 defective images per category), and training draws its
 batches, triplets and synthetic defects at random, so one seed's AUROC moves by a few hundredths; a
@@ -57,12 +58,16 @@ def main() -> None:
     parser.add_argument("--categories", nargs="*", help="subset of categories (default: all)")
     parser.add_argument("--preset", help="preset (default: the default preset)")
     parser.add_argument("--config", help="nextpatch config file applied on top of the preset")
-    parser.add_argument("--out", default=str(HERE / "out" / "seeds"))
+    parser.add_argument("--set", choices=("suite", "validation"), default="suite", dest="which",
+                        help="run on the suite or on the validation set (benchmarks/suite_data.py); never published")
+    parser.add_argument("--out", help="output folder (default: benchmarks/out/seeds, or seeds_validation)")
     parser.add_argument("--publish", action="store_true",
                         help="also copy seeds.md / seeds.json to benchmarks/results/ (then: python benchmarks/readme_table.py)")
     parser.add_argument("--rerun", action="store_true", help="run seeds whose results are already in OUT again")
     args = parser.parse_args()
-    out = Path(args.out)
+    if args.publish and args.which != "suite":
+        parser.error("--publish is for the suite; the validation set's numbers are not published")
+    out = Path(args.out or HERE / "out" / ("seeds" if args.which == "suite" else f"seeds_{args.which}"))
     # what the seeds train, resolved: a folder run with another default preset (or an edited config file)
     # must not be taken for this one, even under the same names
     from nextpatch.presets import preset_config, resolve_preset
@@ -73,6 +78,8 @@ def main() -> None:
         done = out / f"seed{seed}"
         setup = json.loads(json.dumps({"categories": args.categories, "preset": args.preset,  # as run.json reads back
                                        "config": args.config, "seed": seed, "settings": settings}))
+        if args.which != "suite":  # the suite's run.json files keep their old form
+            setup["set"] = args.which
         finished = (done / "results.md").exists() and (done / "run.json").exists()  # suite.py writes results.md last
         if finished and json.loads((done / "run.json").read_text()) == setup and not args.rerun:
             print(f"== seed {seed}: already in {done} (--rerun to redo it)", flush=True)
@@ -80,7 +87,7 @@ def main() -> None:
             continue
         (done / "results.md").unlink(missing_ok=True)
         cmd = [sys.executable, str(HERE / "suite.py"), "--seed", str(seed), "--no-ablations",
-               "--out", str(done)]
+               "--out", str(done), "--set", args.which]
         if args.categories:
             cmd += ["--categories", *args.categories]
         if args.preset:

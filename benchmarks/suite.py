@@ -3,6 +3,7 @@
     python benchmarks/suite.py                                  # whole suite, default preset (builds the data if needed)
     python benchmarks/suite.py --presets scratch frozen-dinov2  # one row per preset, measured in one run
     python benchmarks/suite.py --categories woven pcb --steps 200
+    python benchmarks/suite.py --set validation --config my_change.toml  # categories the suite does not use
 
 Each category trains in its own subprocess so its peak memory (max RSS) is its own. Per category:
 image AUROC, pixel AUROC, AUPRO@30%, F1-max, train seconds, predict ms/image (median over single-image
@@ -130,8 +131,11 @@ def main() -> None:
     from nextpatch.presets import DEFAULT_PRESET
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(HERE / "data" / "suite"), help="suite folder (built if missing)")
-    parser.add_argument("--out", default=str(HERE / "out" / "suite"))
+    parser.add_argument("--set", choices=("suite", "validation"), default="suite", dest="which",
+                        help="the benchmark suite, or the validation set (categories the suite does not use: "
+                             "check a change there before it becomes a default; never published)")
+    parser.add_argument("--data", help="data folder, built if missing (default: benchmarks/data/SET)")
+    parser.add_argument("--out", help="output folder (default: benchmarks/out/SET)")
     parser.add_argument("--categories", nargs="*", help="subset of categories (default: all)")
     parser.add_argument("--presets", nargs="*", default=[DEFAULT_PRESET],
                         help=f"presets to compare, one table row each (default: {DEFAULT_PRESET})")
@@ -144,7 +148,9 @@ def main() -> None:
                              "(other presets' published rows stay; then: python benchmarks/readme_table.py)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one category in this process
     args = parser.parse_args()
-    out = Path(args.out)
+    if args.publish and args.which != "suite":
+        parser.error("--publish is for the suite; the validation set's numbers are not published")
+    out = Path(args.out or HERE / "out" / args.which)
     out.mkdir(parents=True, exist_ok=True)
 
     if args.one:
@@ -153,10 +159,10 @@ def main() -> None:
         (out / f"{Path(args.one).name}.json").write_text(json.dumps(row, indent=2))
         return
 
-    data = Path(args.data)
+    data = Path(args.data or HERE / "data" / args.which)
     from suite_data import ensure_suite
 
-    ensure_suite(data)
+    ensure_suite(data, args.which)
     categories = sorted(p for p in data.iterdir() if (p / "train" / "good").is_dir())
     if args.categories:
         categories = [c for c in categories if c.name in args.categories]

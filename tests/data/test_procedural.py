@@ -165,3 +165,20 @@ def test_defects_on_backdrop_objects_land_on_the_part():
         assert 0.4 < where.mean() < 0.9
         _, mask = P.apply_defect("contamination", img, rng, background=bg, where=where)
         assert where[mask].mean() >= 0.85
+
+
+def test_validation_set_uses_no_suite_category_and_builds(tmp_path):
+    pytest.importorskip("skimage")
+    S = _suite_module()
+    suite = set(S.PROCEDURAL) | set(S.PHOTOS)
+    validation = set(S.VALIDATION_PROCEDURAL) | set(S.VALIDATION_PHOTOS)
+    assert not suite & validation
+    cats = S.build_suite(tmp_path, which="validation", n_train=2, n_test_good=1, n_test_per_defect=1,
+                         size=64, verbose=False)
+    assert sorted(c.name for c in cats) == sorted(validation)
+    for cat in cats:
+        defects = [d for d in (cat / "test").iterdir() if d.name != "good"]
+        assert len(list((cat / "train" / "good").glob("*.png"))) == 2 and len(defects) == 5
+        assert all((cat / "ground_truth" / d.name / "000_mask.png").is_file() for d in defects)
+    with pytest.raises(ValueError, match="unknown set"):
+        S.build_suite(tmp_path / "x", which="nope")
