@@ -2,13 +2,14 @@
 
 benchmarks/results/suite.md -> between <!-- suite:start --> and <!-- suite:end -->;
 benchmarks/results/compare.md -> between <!-- compare:start --> and <!-- compare:end -->;
-benchmarks/results/seeds.md -> between <!-- seeds:start --> and <!-- seeds:end --> (benchmarks/seeds.py --publish).
+benchmarks/results/seeds.md -> between <!-- seeds:start --> and <!-- seeds:end --> (benchmarks/seeds.py --publish);
+benchmarks/results/ceiling.md -> between <!-- ceiling:start --> and <!-- ceiling:end --> (benchmarks/ceiling.py).
 """
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 readme = (ROOT / "README.md").read_text()
-for name in ("suite", "compare", "seeds"):
+for name in ("suite", "compare", "seeds", "ceiling"):
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     table = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text().strip()
     head, rest = readme.split(start, 1)
