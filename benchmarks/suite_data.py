@@ -19,9 +19,12 @@ both the category and the model's own synthetic defects.
 
 A second, **validation** set (``--set validation``) is built the same way from data the suite does not
 use: the procedural ``carpet`` and ``tiles`` (textures) and ``bottle`` (an aligned object on a
-backdrop), and the bundled photographs ``moon`` (grayscale surface) and ``immunohistochemistry``
-(a colour tissue stain). A rule or setting chosen by its suite numbers should hold there too before it
-becomes a default; its numbers are not published as the suite's.
+backdrop), and the bundled colour photograph ``immunohistochemistry`` (a tissue stain). A rule or
+setting chosen by its suite numbers should hold there too before it becomes a default; its numbers are
+not published as the suite's. (The grayscale ``moon`` was tried and dropped: its right part, where test
+windows come from, holds a bright-and-dark crater pair that no training window shows, so its good test
+images score as high as its defects, image AUROC 0.56 at pixel AUROC 0.97; it measured the split, not
+a configuration.)
 
 Usage: ``python benchmarks/suite_data.py OUT_DIR [--set validation] [--seed 0] [--n-train 80] ...``
 """
@@ -39,7 +42,7 @@ PROCEDURAL = ("woven", "grain", "pcb")
 PHOTOS = ("brick", "grass", "gravel")
 #: categories of the validation set: none of them is in the suite
 VALIDATION_PROCEDURAL = ("carpet", "tiles", "bottle")
-VALIDATION_PHOTOS = ("moon", "immunohistochemistry")
+VALIDATION_PHOTOS = ("immunohistochemistry",)
 PHOTO_DEFECTS = ["crack", "hole", "contamination", "scratch", "discoloration"]
 FOREIGN_PHOTOS = ("coffee", "chelsea", "rocket", "astronaut")
 SPLIT_X = 0.55  # train windows left of this fraction of the width, test windows right of it
