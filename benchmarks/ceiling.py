@@ -65,9 +65,15 @@ def measured_rows(extra: list[Path] = ()) -> list[tuple[str, dict]]:
 
 
 def ceiling(rows: list[tuple[str, dict]]) -> dict:
-    """{"categories": {cat: {metric: [value, method]}}, "mean": {metric: value}, "methods": n}."""
+    """{"categories": {cat: {metric: [value, method]}}, "mean": {metric: value}, "runs": n}.
+
+    Only the suite's categories count (a validation-set seeds.json passed as extra adds nothing)."""
+    from suite_data import PHOTOS, PROCEDURAL
+
     best: dict[str, dict[str, list]] = {}
     for name, row in rows:
+        if row["category"] not in PROCEDURAL + PHOTOS:
+            continue
         for metric in METRICS:
             value = row.get(metric)
             if value is None:
@@ -103,10 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra", nargs="*", type=Path, default=[],
                     help="seeds.json files of benchmarks/seeds.py runs to include (unpublished explorations)")
     args = ap.parse_args(argv)
-    missing = [str(p) for p in args.extra if not p.is_file()]
-    if missing:
-        print(f"not found: {', '.join(missing)}")
-        return 1
+    for path in args.extra:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            print(f"{path}: cannot read it as JSON ({e})")
+            return 1
+        if not isinstance(data, dict) or "summary" not in data or "seeds" not in data:
+            print(f"{path}: not a seeds.json of benchmarks/seeds.py (no 'seeds' and 'summary')")
+            return 1
     result = ceiling(measured_rows(args.extra))
     if not result["categories"]:
         print("no published results in benchmarks/results/")
