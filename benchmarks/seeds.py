@@ -53,12 +53,14 @@ def markdown(summary: dict[str, dict], seeds: list[int]) -> str:
 
 
 def main() -> None:
+    from suite_data import SETS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--categories", nargs="*", help="subset of categories (default: all)")
     parser.add_argument("--preset", help="preset (default: the default preset)")
     parser.add_argument("--config", help="nextpatch config file applied on top of the preset")
-    parser.add_argument("--set", choices=("suite", "validation"), default="suite", dest="which",
+    parser.add_argument("--set", choices=sorted(SETS), default="suite", dest="which",
                         help="run on the suite or on the validation set (benchmarks/suite_data.py); never published")
     parser.add_argument("--out", help="output folder (default: benchmarks/out/seeds, or seeds_validation)")
     parser.add_argument("--publish", action="store_true",

@@ -129,9 +129,10 @@ def markdown(results: dict[str, list[dict]]) -> str:
 
 def main() -> None:
     from nextpatch.presets import DEFAULT_PRESET
+    from suite_data import SETS, ensure_suite
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", choices=("suite", "validation"), default="suite", dest="which",
+    parser.add_argument("--set", choices=sorted(SETS), default="suite", dest="which",
                         help="the benchmark suite, or the validation set (categories the suite does not use: "
                              "check a change there before it becomes a default; never published)")
     parser.add_argument("--data", help="data folder, built if missing (default: benchmarks/data/SET)")
@@ -160,11 +161,12 @@ def main() -> None:
         return
 
     data = Path(args.data or HERE / "data" / args.which)
-    from suite_data import ensure_suite
-
     ensure_suite(data, args.which)
     categories = sorted(p for p in data.iterdir() if (p / "train" / "good").is_dir())
     if args.categories:
+        unknown = sorted(set(args.categories) - {c.name for c in categories})
+        if unknown:
+            parser.error(f"no category {', '.join(unknown)} in {data} (it has: {', '.join(c.name for c in categories)})")
         categories = [c for c in categories if c.name in args.categories]
     results: dict[str, list[dict]] = {}
     for preset in args.presets:

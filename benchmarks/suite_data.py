@@ -101,8 +101,8 @@ def foreign_photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def build_suite(root: str | Path, *, n_train: int = 80, n_test_good: int = 25,
                 n_test_per_defect: int = 8, seed: int = 0, size: int = 256,
                 verbose: bool = True, which: str = "suite") -> list[Path]:
-    """Write the six benchmark categories (``which="validation"``: the five validation ones) under
-    ``root``; returns their folders."""
+    """Write the six benchmark categories (``which="validation"``: the validation set's, see ``SETS``)
+    under ``root``; returns their folders."""
     if which not in SETS:
         raise ValueError(f"unknown set {which!r} (known: {', '.join(SETS)})")
     procedural, photos = SETS[which]
