@@ -124,3 +124,28 @@ def test_heads_on_their_own_comparator_layers(tmp_path, tiny_dataset):
     unfrozen = replace(config, train=replace(config.train, freeze_comparator=False))
     with pytest.raises(ConfigError, match="freeze_comparator"):
         Detector(unfrozen).fit(tiny_dataset)
+
+
+def test_frozen_comparator_in_the_image_view(tmp_path, tiny_dataset):
+    """comparator_view = "image": the heads learn on whole-image features; a pasted defect scores above
+    normals, the view survives save / load, and an Encoder3 that would have to learn is refused."""
+    from dataclasses import replace
+
+    from nextpatch.detector import Detector
+
+    checkpoint = tmp_path / "vit.safetensors"
+    save_file(timm_checkpoint(), str(checkpoint))
+    config = frozen_config(checkpoint)
+    config.model = replace(config.model, comparator_view="image").validate()
+    detector = Detector(config).fit(tiny_dataset)
+    assert detector.net_.comparator.pos_embed.shape[1] == 1 + (64 // T) ** 2  # class token + the image's tokens
+    normals = [read_image(p) for p in list_images(tiny_dataset / "test" / "good")]
+    normal_scores = [detector.predict(x).score for x in normals]
+    defect_scores = [detector.predict(paste_blob(x, 20 + 7 * i, 40 - 5 * i, 5)[0]).score for i, x in enumerate(normals)]
+    assert min(defect_scores) > np.median(normal_scores) and np.mean(defect_scores) > np.mean(normal_scores)
+    loaded = Detector.load(detector.save(tmp_path / "model"))
+    assert loaded.config.model.comparator_view == "image"
+    assert loaded.predict(normals[0]).score == pytest.approx(normal_scores[0], rel=1e-5)
+    unfrozen = replace(config, train=replace(config.train, freeze_comparator=False))
+    with pytest.raises(ConfigError, match="freeze_comparator"):
+        Detector(unfrozen).fit(tiny_dataset)

@@ -20,6 +20,7 @@ DIRECTIONS = ("right", "left", "down", "up")
 left-to-right (the paper's forward pass); "left" is the backward pass; "down"/"up" do the same on columns."""
 
 PRECISIONS = ("float32", "bfloat16", "auto")
+COMPARATOR_VIEWS = ("patch", "image")
 FUSIONS = ("min", "mean", "max")
 
 
@@ -46,6 +47,10 @@ class ModelConfig:
     comparator_class_token: bool = False   # Encoder3 prepends a class token (as DINOv2 / timm ViTs do)
     comparator_position: bool = True       # add the patch's learned grid position to Encoder3's tokens
     comparator_color: bool = False         # append each token's mean / std of R, G, B to Encoder3's features
+    comparator_view: str = "patch"         # what Encoder3 reads at once: "patch" (each predicted / real patch alone,
+                                           # the paper) or "image" (the real image whole, and per direction the
+                                           # expected image: the real one with that direction's predictions in
+                                           # place), so each token's features carry its neighbourhood
     comparator_precision: str = "float32"  # Encoder3's arithmetic: "float32", "bfloat16", or "auto" (bfloat16
                                            # where the device computes it natively, e.g. AMX / AVX512-BF16 CPUs)
     directions: tuple[str, ...] = DIRECTIONS
@@ -72,6 +77,11 @@ class ModelConfig:
         if self.comparator_position and self.comparator_dims[0] != self.width:
             raise ConfigError("comparator_position needs comparator_width == width (the position code is the "
                               "generator's); set comparator_position = false")
+        if self.comparator_view not in COMPARATOR_VIEWS:
+            raise ConfigError(f"comparator_view must be one of {COMPARATOR_VIEWS}, got {self.comparator_view!r}")
+        if self.comparator_view == "image" and self.comparator_position:
+            raise ConfigError("comparator_view = 'image' reads whole images, whose tokens carry their own position; "
+                              "set comparator_position = false")
         self.comparator_layers = tuple(int(i) for i in self.comparator_layers)
         bad = [i for i in self.comparator_layers if not 1 <= i <= self.comparator_depth]
         if bad or len(set(self.comparator_layers)) != len(self.comparator_layers):

@@ -177,6 +177,9 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
     if net.cfg.head_layers and not cfg.freeze_comparator:
         raise ConfigError("model.head_layers needs train.freeze_comparator = true (heads on their own layers "
                           "are trained one by one on frozen features)")
+    if net.cfg.comparator_view == "image" and not cfg.freeze_comparator and net.cfg.distance == "comparator":
+        raise ConfigError("model.comparator_view = 'image' needs train.freeze_comparator = true (a frozen "
+                          "pretrained Encoder3 whose projection heads learn on cached whole-image features)")
     if cfg.freeze_comparator:  # a pretrained Encoder3 stays as it is; only the projection head learns
         for p in encoder3:
             p.requires_grad_(False)
@@ -248,14 +251,13 @@ def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: to
     synthesize = AnomalySynthesizer(p_anomaly=1.0, seed=cfg.seed)
     variants = min(16, max(4, math.ceil(HEAD_DEFECT_IMAGES / len(images))))
     target = net.triplets[:, 2]
-    every = torch.arange(net.cfg.grid ** 2, device=device)
     pred_feats, real_feats, labels = [], [], []
     with torch.no_grad():
         for i in range(0, len(images), 8):
             clean = as_float(images[i:i + 8])
             tokens = net.patchify(clean.to(device))
             pred = net.predict_triplets(tokens)  # (B, T, n, Dt)
-            pred_feats.append(net.encode_comparator(pred, target.expand(len(pred), -1)).half().cpu())
+            pred_feats.append(net.encode_predicted(tokens, pred).half().cpu())  # (B, T, n, Dw)
             versions, masks = [clean], [torch.zeros_like(clean[:, :1])]
             for _ in range(variants):
                 defective, mask = synthesize(clean, generator=gen)
@@ -263,8 +265,8 @@ def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: to
                 masks.append(mask)
             v = torch.stack(versions, 1)  # (B, 1 + V, 3, S, S)
             flat = net.patchify(v.flatten(0, 1).to(device))
-            feats = torch.cat([net.encode_comparator(chunk, every.expand(len(chunk), -1))  # (B*(1+V), P, n, Dw)
-                               for chunk in flat.split(8)])  # 8 images at a time bounds the activations
+            # (B*(1+V), P, n, Dw); 8 images at a time bound the activations
+            feats = torch.cat([net.encode_real(chunk) for chunk in flat.split(8)])
             real_feats.append(feats.half().reshape(len(clean), 1 + variants, *feats.shape[1:]).cpu())
             lab = net.token_labels(torch.stack(masks, 1).flatten(0, 1).to(device))
             labels.append(lab.reshape(len(clean), 1 + variants, *lab.shape[1:]).cpu())

@@ -308,3 +308,49 @@ def test_bfloat16_comparator_agrees_with_float32():
     assert torch.equal(d_auto, d16 if native_bfloat16(torch.device("cpu")) else d32)
     with pytest.raises(ConfigError, match="comparator_precision"):
         ModelConfig(**SMALL, comparator_precision="fp8").validate()
+
+
+def test_image_view_encodes_whole_images():
+    """comparator_view = "image": Encoder3 reads the real image and, per direction, the image it expected;
+    a token's distance then depends on its neighbourhood, and a perfect prediction still gives 0."""
+    torch.manual_seed(0)
+    cfg = dict(SMALL, directions=("right", "left"), comparator_position=False)
+    net = PatternNet(ModelConfig(**cfg, comparator_view="image")).eval()
+    assert net.comparator.pos_embed.shape[1] == 16 * 16  # (S / t)^2 tokens, not one patch's 4 x 4
+    imgs = torch.rand(2, 3, 64, 64)
+    tokens = net.patchify(imgs)
+    in_order = net.image_tokens(tokens)  # tokens in image order are the image's t x t blocks, row-major
+    assert torch.allclose(in_order[0, 16 * 5 + 6], (imgs[0, :, 20:24, 24:28].permute(1, 2, 0).reshape(-1) - 0.5) / 0.25)
+    assert torch.equal(net.patch_tokens(in_order), tokens)
+    assert torch.equal(in_order[:, net.image_token_index()], tokens)
+
+    with torch.no_grad():
+        pred = net.predict_triplets(tokens)
+        views = net.patch_tokens(net.expected_views(tokens, pred))  # (N, R, P, n, Dt)
+        for t in (0, net.num_triplets - 1):  # each triplet's prediction sits in its direction's image
+            r, target = int(net.triplet_view[t]), int(net.triplets[t, 2])
+            assert torch.allclose(views[:, r, target], pred[:, t].clamp(-2, 2))
+        reached = set(net.triplets[net.triplet_view == 0, 2].tolist())
+        untouched = [p for p in range(16) if p not in reached]  # "right" cannot reach the first 2 columns
+        assert untouched == [0, 1, 4, 5, 8, 9, 12, 13] and torch.equal(views[:, 0, untouched], tokens[:, untouched])
+
+        dist = net.siamese_distances(tokens, pred)
+        assert dist.shape == (2, net.num_triplets, 16)
+        perfect = tokens[:, net.triplets[:, 2]]  # the generator predicts every patch exactly
+        assert net.siamese_distances(tokens, perfect).abs().max() < 1e-5
+
+        # context: a change in the image's corner moves a distance far from it in the image view only
+        t = int(((net.triplets[:, 2] == 15) & (net.triplet_view == 0)).nonzero()[0])  # bottom-right target
+        changed = imgs.clone()
+        changed[:, :, :16, :16] = torch.rand(2, 3, 16, 16)
+        moved = net.siamese_distances(net.patchify(changed), pred)[:, t] - dist[:, t]
+        assert moved.abs().max() > 1e-4
+        patch_view = PatternNet(ModelConfig(**cfg)).eval()
+        before = patch_view.siamese_distances(tokens, pred)[:, t]
+        after = patch_view.siamese_distances(net.patchify(changed), pred)[:, t]
+        assert torch.allclose(before, after, atol=1e-6)
+
+    with pytest.raises(ConfigError, match="comparator_position"):
+        ModelConfig(**SMALL, comparator_view="image").validate()  # the patch grid position makes no sense there
+    with pytest.raises(ConfigError, match="comparator_view"):
+        ModelConfig(**SMALL, comparator_view="tile").validate()

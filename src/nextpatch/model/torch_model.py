@@ -106,8 +106,10 @@ class PatternNet(nn.Module):
         self.decoder_pred = nn.Linear(d, token_dim)
 
         # Pattern comparison: one Siamese encoder applied to predicted and real patches alike.
+        # In the "image" view it reads whole images of (G*s)^2 tokens, otherwise one patch of n tokens.
         cd, ch, cr = cfg.comparator_dims
-        self.comparator = ViTEncoder(token_dim=token_dim, num_tokens=n, dim=cd, depth=cfg.comparator_depth,
+        view_tokens = (g * s) ** 2 if cfg.comparator_view == "image" else n
+        self.comparator = ViTEncoder(token_dim=token_dim, num_tokens=view_tokens, dim=cd, depth=cfg.comparator_depth,
                                      heads=ch, mlp_ratio=cr, class_token=cfg.comparator_class_token)
         # K heads stacked in one Linear: rows [k*Dc, (k+1)*Dc) are head k (see `project_comparator`)
         feat_dim = cd * max(1, len(cfg.comparator_layers)) + (6 if cfg.comparator_color else 0)
@@ -116,6 +118,12 @@ class PatternNet(nn.Module):
         if cfg.color_weight > 0:  # set at fit time by `fit_color_scale`; saved with the weights
             self.register_buffer("color_scale", torch.ones(()))
         self.register_buffer("triplets", triplet_table(g, cfg.directions), persistent=False)
+        # "image" view: triplet -> which expected image holds its prediction (its direction's place in
+        # cfg.directions), and the image-token indices of its target patch's n tokens: (T,), (T, n)
+        slot = {DIRECTIONS.index(name): r for r, name in enumerate(cfg.directions)}
+        self.register_buffer("triplet_view", torch.tensor([slot[int(d)] for d in self.triplets[:, 3]]),
+                             persistent=False)
+        self.register_buffer("view_index", self.image_token_index()[self.triplets[:, 2]], persistent=False)
         self.register_buffer("smoothing", gaussian_kernel1d(cfg.smoothing_sigma), persistent=False)
         init_weights(self)
         for p in (self.patch_pos, self.direction_embed, self.memory_slot, self.query_tokens):
@@ -140,6 +148,24 @@ class PatternNet(nn.Module):
         x = tokens.reshape(tokens.shape[0], g, g, s, s, t, t, 3)
         x = torch.einsum("nghsutvc->ncgsthuv", x)
         return x.reshape(x.shape[0], 3, g * s * t, g * s * t) * PIXEL_STD + PIXEL_MEAN
+
+    def image_token_index(self) -> torch.Tensor:
+        """(P, n): where each patch's tokens lie among an image's (G*s)^2 tokens (row-major token grid)."""
+        g, s = self.cfg.grid, self.cfg.tokens_per_side
+        gi, gj, si, sj = torch.meshgrid(*(torch.arange(k) for k in (g, g, s, s)), indexing="ij")
+        return ((gi * s + si) * (g * s) + gj * s + sj).reshape(g * g, s * s)
+
+    def image_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (..., P, n, D) -> the same tokens in image order (..., L, D), L = (G*s)^2, row-major."""
+        g, s = self.cfg.grid, self.cfg.tokens_per_side
+        x = tokens.reshape(*tokens.shape[:-3], g, g, s, s, tokens.shape[-1]).transpose(-4, -3)
+        return x.reshape(*tokens.shape[:-3], g * g * s * s, tokens.shape[-1])
+
+    def patch_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Inverse of `image_tokens`: (..., L, D) in image order -> (..., P, n, D)."""
+        g, s = self.cfg.grid, self.cfg.tokens_per_side
+        x = tokens.reshape(*tokens.shape[:-2], g, s, g, s, tokens.shape[-1]).transpose(-4, -3)
+        return x.reshape(*tokens.shape[:-2], g * g, s * s, tokens.shape[-1])
 
     def token_grid(self, values: torch.Tensor) -> torch.Tensor:
         """values per token (N, P, n) -> map at token resolution (N, G*s, G*s)."""
@@ -176,8 +202,12 @@ class PatternNet(nn.Module):
         return self.decoder_pred(self.decoder_norm(x)).reshape(n_img, k, n_tok, -1)
 
     # ---------------------------------------------------------------------------- comparison
-    def encode_comparator(self, tokens: torch.Tensor, patch_index: torch.Tensor) -> torch.Tensor:
-        """Encoder3 alone: tokens (N, K, n, Dt) of patches at grid positions patch_index (N, K) -> (N, K, n, Dw).
+    def encode_comparator(self, tokens: torch.Tensor, patch_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder3 alone: tokens (N, K, m, Dt) -> features (N, K, m, Dw).
+
+        Each of the N*K items is encoded on its own: a patch (m = n tokens) at grid position
+        `patch_index` (N, K), or in the "image" view a whole image (m = L = (G*s)^2 tokens, in image
+        order; `patch_index` unused).
 
         Dw = width, or width times the number of `comparator_layers` when several blocks' outputs are
         concatenated (early blocks keep fine texture, later ones structure).
@@ -187,7 +217,9 @@ class PatternNet(nn.Module):
         shifts, which are defects here, so the head gets them explicitly and learns their weight.
         """
         n_img, k, n_tok, token_dim = tokens.shape
-        pos = self.patch_pos[patch_index].reshape(n_img * k, 1, -1) if self.cfg.comparator_position else None
+        pos = None
+        if self.cfg.comparator_position and patch_index is not None:
+            pos = self.patch_pos[patch_index].reshape(n_img * k, 1, -1)
         with self.comparator_autocast(tokens.device):
             feats = self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos, layers=self.cfg.comparator_layers)
         feats = feats.float().reshape(n_img, k, n_tok, -1)
@@ -195,6 +227,37 @@ class PatternNet(nn.Module):
             px = tokens.reshape(n_img, k, n_tok, -1, 3)  # a token's pixels are (ti, tj, C)
             feats = torch.cat([feats, px.mean(3), px.std(3)], dim=-1)
         return feats
+
+    def expected_views(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Per direction, the image it expected: (N, P, n, Dt), (N, T, n, Dt) -> (N, R, L, Dt), image order.
+
+        View r is the real image with every patch that direction r predicts replaced by its prediction
+        (clipped to the pixel range); the patches it cannot reach (the first two of each line) stay real,
+        so they show no difference there, and the other directions cover them.
+        """
+        lo, hi = (0 - PIXEL_MEAN) / PIXEL_STD, (1 - PIXEL_MEAN) / PIXEL_STD
+        views = tokens.unsqueeze(1).repeat(1, len(self.cfg.directions), 1, 1, 1)  # (N, R, P, n, Dt)
+        views[:, self.triplet_view, self.triplets[:, 2]] = pred.clamp(lo, hi).to(views.dtype)
+        return self.image_tokens(views)
+
+    def encode_real(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Encoder3 features of real patches: tokens (N, P, n, Dt) -> (N, P, n, Dw)."""
+        if self.cfg.comparator_view == "image":
+            return self.patch_tokens(self.encode_comparator(self.image_tokens(tokens).unsqueeze(1))[:, 0])
+        every = torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
+        return self.encode_comparator(tokens, every)
+
+    def encode_predicted(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Encoder3 features of every prediction: tokens (N, P, n, Dt), pred (N, T, n, Dt) -> (N, T, n, Dw).
+
+        "patch" view: each predicted patch alone (`tokens` unused). "image" view: the R expected images
+        (`expected_views`), each whole; a prediction's features are read at its target's tokens in its
+        direction's image, so they depend on the neighbouring predictions too.
+        """
+        if self.cfg.comparator_view == "image":
+            feats = self.encode_comparator(self.expected_views(tokens, pred))  # (N, R, L, Dw)
+            return feats[:, self.triplet_view.unsqueeze(1), self.view_index]
+        return self.encode_comparator(pred, self.triplets[:, 2].expand(len(pred), -1))
 
     def comparator_autocast(self, device: torch.device):
         """The context Encoder3 runs in: bfloat16 autocast per `comparator_precision`, else nothing.
@@ -322,6 +385,11 @@ class PatternNet(nn.Module):
         n_img, n_patch, target = tokens.shape[0], self.cfg.grid ** 2, self.triplets[:, 2]
         if self.cfg.distance == "pixel":
             return self.distance(pred, tokens[:, target], target.expand(n_img, -1))
+        if self.cfg.comparator_view == "image":  # one pass over the real image and the R expected ones
+            images = torch.cat([self.image_tokens(tokens).unsqueeze(1), self.expected_views(tokens, pred)], dim=1)
+            feats = self.project_comparator(self.encode_comparator(images))  # (N, 1 + R, L, Dc)
+            real = feats[:, 0, self.view_index]  # (N, T, n, Dc): each triplet's real target tokens
+            return 1.0 - (feats[:, 1 + self.triplet_view.unsqueeze(1), self.view_index] * real).sum(-1)
         # one Encoder3 pass over every real patch (P) and every prediction (T): one batch of P + T
         # patches is ~10% faster on a CPU than two passes, and each real patch is encoded once
         where = torch.cat([torch.arange(n_patch, device=tokens.device), target]).expand(n_img, -1)
