@@ -151,9 +151,8 @@ class PatternNet(nn.Module):
 
     def image_token_index(self) -> torch.Tensor:
         """(P, n): where each patch's tokens lie among an image's (G*s)^2 tokens (row-major token grid)."""
-        g, s = self.cfg.grid, self.cfg.tokens_per_side
-        gi, gj, si, sj = torch.meshgrid(*(torch.arange(k) for k in (g, g, s, s)), indexing="ij")
-        return ((gi * s + si) * (g * s) + gj * s + sj).reshape(g * g, s * s)
+        length = (self.cfg.grid * self.cfg.tokens_per_side) ** 2
+        return self.patch_tokens(torch.arange(length).unsqueeze(-1))[..., 0]
 
     def image_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Patch tokens (..., P, n, D) -> the same tokens in image order (..., L, D), L = (G*s)^2, row-major."""
@@ -237,7 +236,7 @@ class PatternNet(nn.Module):
         """
         lo, hi = (0 - PIXEL_MEAN) / PIXEL_STD, (1 - PIXEL_MEAN) / PIXEL_STD
         views = tokens.unsqueeze(1).repeat(1, len(self.cfg.directions), 1, 1, 1)  # (N, R, P, n, Dt)
-        views[:, self.triplet_view, self.triplets[:, 2]] = pred.clamp(lo, hi).to(views.dtype)
+        views[:, self.triplet_view, self.triplets[:, 2]] = pred.clamp(lo, hi)
         return self.image_tokens(views)
 
     def encode_real(self, tokens: torch.Tensor) -> torch.Tensor:
