@@ -76,6 +76,36 @@ def test_fit_skips_unreadable_images_and_names_them(tmp_path, tiny_dataset, capl
     assert "broken.png" in caplog.text
 
 
+def test_fit_reads_one_image_at_a_time(tmp_path, tiny_dataset, monkeypatch):
+    """Training images are resized to the model's size as they are read: a folder of large files must
+    not be held in memory at full size (800 images of 1024 px were 10 GB as float arrays)."""
+    import gc
+    import weakref
+
+    import nextpatch.data.io as io_module
+    import nextpatch.detector as detector_module
+
+    alive, most = [], 0
+
+    def tracking_read(path):
+        nonlocal most
+        gc.collect()
+        alive[:] = [r for r in alive if r() is not None]
+        image = read_image(path)
+        alive.append(weakref.ref(image))
+        most = max(most, len(alive))
+        return image
+
+    for module in (io_module, detector_module):  # wherever fit reads from
+        monkeypatch.setattr(module, "read_image", tracking_read)
+    seen = []
+    paths = list_images(tiny_dataset / "train" / "good")[:8]
+    det = Detector(tiny_config(steps=2)).fit(paths, progress=lambda stage, step, total, _: seen.append((stage, step, total)))
+    assert det.training_["images"] + det.calibration_["images"] == 8
+    assert most <= 2  # the one being resized and the next one, whatever the number of images (here 8)
+    assert ("reading images", 8, 8) in seen
+
+
 def test_unfitted_detector_says_so():
     with pytest.raises(NextpatchError, match="not fitted"):
         Detector(tiny_config()).predict(np.zeros((64, 64, 3), np.float32))

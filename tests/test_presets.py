@@ -77,7 +77,7 @@ def test_frozen_comparator_keeps_encoder3_and_learns_the_head(tmp_path, tiny_dat
     net = detector.net_
     # progress: one run of calls per stage, in order, each counting its own steps up to its own total
     stages = [c[0] for c in calls]
-    assert sorted(set(stages), key=stages.index) == ["generator", "comparator features", "comparator"]
+    assert sorted(set(stages), key=stages.index) == ["reading images", "generator", "comparator features", "comparator"]
     for stage in set(stages):
         steps = [c[1] for c in calls if c[0] == stage]
         assert steps == sorted(steps) and steps[-1] == [c[2] for c in calls if c[0] == stage][-1]

@@ -34,7 +34,7 @@ def _progress_bar(desc: str):
         if stage != current:
             if bar is not None:
                 bar.close()
-            unit = "image" if stage.endswith("features") else "step"
+            unit = "image" if stage.endswith(("features", "images")) else "step"
             bar, current = tqdm(total=total, desc=f"{desc}: {stage}", unit=unit), stage
         bar.update(step - bar.n)
         bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "total"}, refresh=False)
