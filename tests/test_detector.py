@@ -151,3 +151,31 @@ def test_colour_term_flags_a_soft_discoloration_more(tiny_dataset, tmp_path):
     loaded = Detector.load(detector.save(tmp_path / "m"))
     assert float(loaded.net_.color_scale) == pytest.approx(detector.calibration_["color_scale"])
     assert loaded.predict(stained[0]).score == pytest.approx(detector.predict(stained[0]).score, rel=1e-5)
+
+
+def test_evaluate_keeps_no_test_images_in_memory(trained, tiny_dataset, tmp_path, monkeypatch):
+    """evaluate_category holds the maps it needs for the pixel metrics, not the decoded test images
+    (a test set of 1024 px images would take GBs): the worst misses' pictures are read again."""
+    import gc
+    import weakref
+
+    import nextpatch.evaluate as evaluate_module
+
+    alive, most = [], 0
+
+    def tracking_read(path):
+        nonlocal most
+        gc.collect()
+        alive[:] = [r for r in alive if r() is not None]
+        image = read_image(path)
+        alive.append(weakref.ref(image))
+        most = max(most, len(alive))
+        return image
+
+    monkeypatch.setattr(evaluate_module, "read_image", tracking_read)
+    result = evaluate_module.evaluate_category(trained, tiny_dataset, tmp_path / "eval", progress=False, worst=2,
+                                               batch_size=4)
+    assert len(result["rows"]) > 12  # several batches
+    assert most <= 2 * 4  # one batch being scored (and the next being read), not the whole test set
+    pictures = [r for r in result["rows"] if "panel" in r]
+    assert len(pictures) == 4 and all((tmp_path / "eval" / r["panel"]).is_file() for r in pictures)

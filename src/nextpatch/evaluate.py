@@ -6,7 +6,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from .data.io import read_image, save_png
@@ -38,7 +37,7 @@ def evaluate_category(detector, category: str | Path, out_dir: str | Path | None
     category = Path(category)
     samples, warnings = test_samples(category)
     rows, masks, maps = [], [], []
-    kept: list[tuple[Sample, np.ndarray]] = []
+    kept: list[Sample] = []  # the scored samples, rows' order; images are read again for the worst only
     elapsed = 0.0
     bar = tqdm(total=len(samples), desc=f"evaluate {category.name}", unit="img", disable=not progress)
     for i in range(0, len(samples), batch_size):
@@ -62,7 +61,7 @@ def evaluate_category(detector, category: str | Path, out_dir: str | Path | None
                              "score": round(p.score, 5), "is_anomalous": p.is_anomalous})
                 masks.append(mask)
                 maps.append(p.anomaly_map if mask is not None else None)
-                kept.append((s, image))
+                kept.append(s)
         bar.update(len(samples[i:i + batch_size]))
     bar.close()
     for w in warnings:
@@ -88,8 +87,13 @@ def write_outputs(detector, result: dict, kept: list, out: Path, category: Path,
     rows = result["rows"]
     chosen = worst_misses(rows, k)
     images_dir = out / "images"
-    for i in chosen:
-        sample, image = kept[i]
+    for i in chosen:  # read again: a test set of 1024 px images would take GBs kept in memory
+        sample = kept[i]
+        try:
+            image = read_image(sample.path)
+        except ImageError as exc:
+            log.warning("no pictures for %s", exc)
+            continue
         p = detector.predict(image)
         name = output_name(sample.path, category)
         save_png(images_dir / f"{name}_overlay.png", overlay(image, p.anomaly_map))
