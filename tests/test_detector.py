@@ -76,33 +76,39 @@ def test_fit_skips_unreadable_images_and_names_them(tmp_path, tiny_dataset, capl
     assert "broken.png" in caplog.text
 
 
+class _LiveImages:
+    """Stands in for `read_image` and counts how many images it returned are still alive (the most at
+    any read), to show that a function does not keep every image it reads."""
+
+    def __init__(self):
+        self.refs, self.most = [], 0
+
+    def __call__(self, path):
+        import gc
+        import weakref
+
+        gc.collect()
+        self.refs = [r for r in self.refs if r() is not None]
+        image = read_image(path)
+        self.refs.append(weakref.ref(image))
+        self.most = max(self.most, len(self.refs))
+        return image
+
+
 def test_fit_reads_one_image_at_a_time(tmp_path, tiny_dataset, monkeypatch):
     """Training images are resized to the model's size as they are read: a folder of large files must
     not be held in memory at full size (800 images of 1024 px were 10 GB as float arrays)."""
-    import gc
-    import weakref
-
     import nextpatch.data.io as io_module
     import nextpatch.detector as detector_module
 
-    alive, most = [], 0
-
-    def tracking_read(path):
-        nonlocal most
-        gc.collect()
-        alive[:] = [r for r in alive if r() is not None]
-        image = read_image(path)
-        alive.append(weakref.ref(image))
-        most = max(most, len(alive))
-        return image
-
+    reads = _LiveImages()
     for module in (io_module, detector_module):  # wherever fit reads from
-        monkeypatch.setattr(module, "read_image", tracking_read)
+        monkeypatch.setattr(module, "read_image", reads)
     seen = []
     paths = list_images(tiny_dataset / "train" / "good")[:8]
     det = Detector(tiny_config(steps=2)).fit(paths, progress=lambda stage, step, total, _: seen.append((stage, step, total)))
     assert det.training_["images"] + det.calibration_["images"] == 8
-    assert most <= 2  # the one being resized and the next one, whatever the number of images (here 8)
+    assert reads.most <= 2  # the one being resized and the next one, whatever the number of images (here 8)
     assert ("reading images", 8, 8) in seen
 
 
@@ -156,26 +162,13 @@ def test_colour_term_flags_a_soft_discoloration_more(tiny_dataset, tmp_path):
 def test_evaluate_keeps_no_test_images_in_memory(trained, tiny_dataset, tmp_path, monkeypatch):
     """evaluate_category holds the maps it needs for the pixel metrics, not the decoded test images
     (a test set of 1024 px images would take GBs): the worst misses' pictures are read again."""
-    import gc
-    import weakref
-
     import nextpatch.evaluate as evaluate_module
 
-    alive, most = [], 0
-
-    def tracking_read(path):
-        nonlocal most
-        gc.collect()
-        alive[:] = [r for r in alive if r() is not None]
-        image = read_image(path)
-        alive.append(weakref.ref(image))
-        most = max(most, len(alive))
-        return image
-
-    monkeypatch.setattr(evaluate_module, "read_image", tracking_read)
+    reads = _LiveImages()
+    monkeypatch.setattr(evaluate_module, "read_image", reads)
     result = evaluate_module.evaluate_category(trained, tiny_dataset, tmp_path / "eval", progress=False, worst=2,
                                                batch_size=4)
     assert len(result["rows"]) > 12  # several batches
-    assert most <= 2 * 4  # one batch being scored (and the next being read), not the whole test set
+    assert reads.most <= 2 * 4  # one batch being scored (and the next being read), not the whole test set
     pictures = [r for r in result["rows"] if "panel" in r]
     assert len(pictures) == 4 and all((tmp_path / "eval" / r["panel"]).is_file() for r in pictures)
