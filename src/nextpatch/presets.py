@@ -42,8 +42,8 @@ PRESETS: dict[str, dict] = {
     # Rows only (the paper's forward + backward) and 2 DINOv2 blocks: predict 49-65 ms instead of
     # 124-138 ms on 2 CPU cores at about the same accuracy (suite 0.930 / 0.942 vs 0.934 / 0.948 with 4
     # directions and 3 blocks); without the class token as well, grass fell from 0.83 to 0.69.
-    # Encoder3 in bfloat16 where the CPU/GPU has native bfloat16 ("auto"): predict 39 -> 28 ms on an AMX
-    # CPU, AUROC within +-0.002 (gravel); float32 elsewhere.
+    # Encoder3 in bfloat16 where the CPU/GPU has native bfloat16 ("auto"): predict 56 -> 40 ms on an AMX
+    # CPU, AUROC within +-0.002 (gravel; benchmarks/precision.py, 2026-12-02); float32 elsewhere.
     # Max fusion and a colour term of weight 0.5 (2026-12-01, `python benchmarks/suite.py`, its ablation rows):
     # suite 0.949 / 0.955 image / pixel AUROC; min fusion 0.938 / 0.952, mean 0.945 / 0.954, without the
     # colour term 0.941 / 0.946 (the previous default, min without colour: 0.931 / 0.942). The colour term
