@@ -4,7 +4,7 @@
     python benchmarks/large_images.py --size 2048 --n-train 100
 
 Data: the suite's grass category (built on first use, nothing downloaded), its training images repeated
-with mirror flips up to --n-train and upscaled to --size px, its test images and masks upscaled alike
+(mirrored or turned by 180 degrees) up to --n-train and upscaled to --size px, its test images and masks upscaled alike
 (benchmarks/data/large/grass_SIZE, built on first use). Each measurement runs in its own subprocess and
 reports its peak resident memory:
 1. `Detector(config).fit(folder)` with the `scratch` preset and a budget of 2 steps per stage, so that
