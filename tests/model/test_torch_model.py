@@ -4,7 +4,7 @@ import torch
 
 from nextpatch.config import DIRECTIONS, ModelConfig
 from nextpatch.errors import ConfigError
-from nextpatch.model.torch_model import PatternNet, native_bfloat16, triplet_table
+from nextpatch.model.torch_model import PatternNet, contrastive_loss, native_bfloat16, triplet_table
 from nextpatch.model.vit import ViTEncoder
 
 SMALL = dict(image_size=64, patch_size=16, token_size=4, width=32, heads=2, comparator_dim=16)
@@ -194,6 +194,19 @@ def test_contrastive_loss_pulls_normals_and_pushes_defects(net):
     none, full = torch.zeros(1, 16, 16), torch.ones(1, 16, 16)
     assert net.comparator_loss(pred, tokens, none, which).item() < 1e-6
     assert net.comparator_loss(pred, tokens, full, which, margin=1.0).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_contrastive_margin_stops_the_push_once_a_defect_is_far_enough():
+    """A defect token at or beyond the margin costs nothing; nearer, (margin - distance)^2; normals cost d^2.
+
+    The default preset's heads train with margin 0.25: they stop pushing a synthetic defect once it is
+    that far from its prediction, instead of driving every defect to orthogonal features.
+    """
+    dist = torch.tensor([0.30, 0.25, 0.10, 0.20])
+    label = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    push = ((0.25 - 0.10) ** 2) / 3  # only the defect nearer than the margin, averaged over the 3 defects
+    assert contrastive_loss(dist, label, 0.25).item() == pytest.approx(push + 0.20 ** 2)
+    assert contrastive_loss(dist, label, 1.0).item() == pytest.approx((0.7 ** 2 + 0.75 ** 2 + 0.9 ** 2) / 3 + 0.04)
 
 
 def test_patch_transforms_keep_pairs_aligned(net):
