@@ -50,7 +50,10 @@ def test_default_falls_back_with_one_line_when_the_extra_is_missing(monkeypatch)
 
 
 def frozen_config(checkpoint, head_ensemble: int = 1) -> Config:
-    """A tiny frozen-comparator model: Encoder3 = a small 'pretrained' ViT (the test's own checkpoint)."""
+    """A tiny frozen-comparator model: Encoder3 = a small 'pretrained' ViT (the test's own checkpoint).
+
+    The heads train with the default preset's contrastive margin, so the tests below check the shipped setting.
+    """
     return Config(
         model=ModelConfig(image_size=64, patch_size=16, token_size=T, width=48, heads=4, encoder_depth=1,
                           decoder_depth=1, comparator_depth=2, comparator_dim=32, smoothing_sigma=1.0,
@@ -58,7 +61,8 @@ def frozen_config(checkpoint, head_ensemble: int = 1) -> Config:
                           comparator_class_token=True, comparator_position=False, head_ensemble=head_ensemble),
         train=TrainConfig(steps=150, comparator_steps=600, batch_size=8, triplets_per_image=32, warmup_steps=20,
                           lr=2e-3, max_shift=2, seed=0, threads=2, init_checkpoint=str(checkpoint),
-                          init_parts=("comparator",), freeze_comparator=True))
+                          init_parts=("comparator",), freeze_comparator=True,
+                          contrastive_margin=PRESETS["frozen-dinov2"]["train"]["contrastive_margin"]))
 
 
 @pytest.mark.parametrize("heads", [1, 2])

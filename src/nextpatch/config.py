@@ -141,7 +141,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 50
-    contrastive_margin: float = 1.0
+    contrastive_margin: float = 1.0  # defect tokens are pushed to this distance (1 - cos), no further; frozen-dinov2: 0.25
     max_shift: int = 8             # random translation (pixels at image_size) for augmentation
     flips: bool = False            # random flips: good for textures, wrong for aligned objects
     calibration_fraction: float = 0.15  # good images held out to calibrate scores and the threshold
