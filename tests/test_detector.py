@@ -159,6 +159,33 @@ def test_colour_term_flags_a_soft_discoloration_more(tiny_dataset, tmp_path):
     assert loaded.predict(stained[0]).score == pytest.approx(detector.predict(stained[0]).score, rel=1e-5)
 
 
+def test_memory_of_normal_flags_a_smoothed_region_and_survives_save(tiny_dataset, tmp_path):
+    """A region whose texture is smoothed away scores higher with the memory of normal than with the
+    comparison alone; the bank and its scale are fitted, saved and loaded with the weights."""
+    config = tiny_config(steps=60)
+    config.model.comparator_view, config.model.comparator_position = "image", False
+    config.model.memory_layers, config.model.memory_weight = (2,), 0.5
+    config.train.freeze_comparator = True  # the image view reads a frozen Encoder3 (here: random, untrained)
+    detector = Detector(config).fit(tiny_dataset)
+    assert detector.training_["memory_bank"] == len(detector.net_.memory_bank) > 0
+    assert detector.calibration_["memory_scale"] > 0
+    without = detector.replace_config(memory_layers=(), memory_weight=0.5)
+    normals = [read_image(p) for p in list_images(tiny_dataset / "test" / "good")]
+    smoothed = []
+    for x in normals:
+        s = x.copy()
+        s[20:44, 20:44] = x[20:44, 20:44].mean(axis=(0, 1))  # texture smoothed away (a flat inpaint)
+        smoothed.append(s)
+
+    def gain(det):
+        return np.mean([det.predict(s).raw_score / det.predict(x).raw_score for x, s in zip(normals, smoothed)])
+
+    assert gain(detector) > gain(without)
+    loaded = Detector.load(detector.save(tmp_path / "m"))
+    assert loaded.net_.memory_bank.shape == detector.net_.memory_bank.shape
+    assert loaded.predict(smoothed[0]).score == pytest.approx(detector.predict(smoothed[0]).score, rel=1e-5)
+
+
 def test_evaluate_keeps_no_test_images_in_memory(trained, tiny_dataset, tmp_path, monkeypatch):
     """evaluate_category holds the maps it needs for the pixel metrics, not the decoded test images
     (a test set of 1024 px images would take GBs): the worst misses' pictures are read again."""

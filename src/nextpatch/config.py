@@ -57,6 +57,11 @@ class ModelConfig:
     fusion: str = "min"            # how the predictions of one token are fused: "min", "mean" or "max"
     color_weight: float = 0.0      # > 0: the distance adds this times the difference of a token's mean colour,
                                    # real vs predicted, scaled at fit time to the Siamese distance's spread
+    memory_layers: tuple[int, ...] = ()  # blocks (1-based) of the comparator's pretrained ViT whose features, of
+                                   # the real image, form the memory of normal (`nextpatch.model.memory`); () = no memory
+    memory_weight: float = 0.5     # token distance = (1 - w) * prediction + w * memory (scaled at fit time to the
+                                   # prediction's spread on good images): 0 = the paper's comparison alone, 1 = memory alone
+    memory_size: int = 16384       # the memory bank's rows at most (greedy coreset of the training tokens)
     distance: str = "comparator"   # "comparator" (1 - cosine of Siamese features) or "pixel" (ablation: L2 of pixels)
     smoothing_sigma: float = 4.0   # Gaussian sigma of the anomaly map, in pixels at image_size
     score_topk: float = 0.0        # 0: image score = max of the map; >0: mean of that fraction of top pixels
@@ -95,6 +100,17 @@ class ModelConfig:
             if len(self.head_layers) != self.head_ensemble or any(not h or set(h) - set(known) for h in self.head_layers):
                 raise ConfigError(f"head_layers must name, for each of the {self.head_ensemble} heads, some of the "
                                   f"comparator_layers {list(known)}; got {[list(h) for h in self.head_layers]}")
+        self.memory_layers = tuple(int(i) for i in self.memory_layers)
+        if self.memory_layers:
+            if self.comparator_view != "image":
+                raise ConfigError("model.memory_layers needs comparator_view = 'image' (the memory reads the real "
+                                  "image whole through the comparator's pretrained ViT)")
+            if any(i < 1 for i in self.memory_layers) or len(set(self.memory_layers)) != len(self.memory_layers):
+                raise ConfigError(f"memory_layers must be distinct block numbers >= 1, got {list(self.memory_layers)}")
+        if not 0 <= self.memory_weight <= 1:
+            raise ConfigError(f"memory_weight must be in [0, 1], got {self.memory_weight!r}")
+        if self.memory_size < 1:
+            raise ConfigError(f"memory_size must be >= 1, got {self.memory_size!r}")
         bad = [d for d in self.directions if d not in DIRECTIONS]
         if bad or not self.directions:
             raise ConfigError(f"directions must be a non-empty subset of {DIRECTIONS}, got {self.directions}")
@@ -115,6 +131,16 @@ class ModelConfig:
     @property
     def tokens_per_side(self) -> int:
         return self.patch_size // self.token_size
+
+    @property
+    def comparator_feature_layers(self) -> tuple[int, ...]:
+        """The comparator blocks whose features the Siamese comparison reads (the last one when unset)."""
+        return self.comparator_layers or (self.comparator_depth,)
+
+    @property
+    def vit_depth(self) -> int:
+        """Blocks of the comparator's ViT: enough for the comparison and the memory."""
+        return max(self.comparator_depth, *self.memory_layers) if self.memory_layers else self.comparator_depth
 
     @property
     def comparator_dims(self) -> tuple[int, int, float]:

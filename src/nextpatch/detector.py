@@ -111,11 +111,19 @@ class Detector:
         self.net_ = net.to(device)
         self.training_ = train(self.net_, training, tc, progress=progress)
         self.training_["images"] = len(training)
+        if self.config.model.memory_layers:
+            if progress is not None:
+                progress("memory of normal", 0, 1, {})
+            self.training_["memory_bank"] = self.net_.fit_memory(training, seed=tc.seed)
         held_out = calibration.float() / 255.0
-        color_scale = self.net_.fit_color_scale(held_out)  # before the threshold, which depends on it
+        # the terms' scales before the threshold, which depends on them; colour first (the memory's
+        # scale is measured against the whole comparison, colour term included)
+        scales = {"color_scale": self.net_.fit_color_scale(held_out), "memory_scale": self.net_.fit_memory_scale(held_out)}
         self.calibrate(held_out)
         if self.config.model.color_weight > 0:
-            self.calibration_["color_scale"] = color_scale
+            self.calibration_["color_scale"] = scales["color_scale"]
+        if self.config.model.memory_layers:
+            self.calibration_["memory_scale"] = scales["memory_scale"]
         return self
 
     def calibrate(self, images: torch.Tensor) -> "Detector":
@@ -233,9 +241,15 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "Detector":
-        from .model_io import load_detector
+        """Read a model directory written by `save` (checked: format version, checksum, tensor shapes)."""
+        from .model_io import read_model
 
-        return load_detector(path, device=device)
+        stored = read_model(path)
+        detector = cls(stored.config)
+        detector.net_ = stored.net.to(resolve_device(device or stored.config.train.device)).eval()
+        detector.threshold_ = stored.threshold
+        detector.calibration_, detector.training_ = stored.calibration, stored.training
+        return detector
 
     def replace_config(self, **model_changes) -> "Detector":
         """A copy that shares the trained weights but changes inference-only model settings
@@ -246,8 +260,9 @@ class Detector:
         state = self._net().state_dict()
         if "color_scale" in net.state_dict() and "color_scale" not in state:
             raise NextpatchError("color_weight > 0 needs a model fitted with a colour term (its scale is set at fit time)")
-        if "color_scale" not in net.state_dict():  # the variant drops the colour term
-            state.pop("color_scale", None)
+        for fitted in ("color_scale", "memory_bank", "memory_scale"):
+            if fitted not in net.state_dict():  # the variant drops that term
+                state.pop(fitted, None)
         net.load_state_dict(state)
         other.net_ = net.to(next(self._net().parameters()).device).eval()
         other.threshold_, other.calibration_, other.training_ = self.threshold_, dict(self.calibration_), dict(self.training_)

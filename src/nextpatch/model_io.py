@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -29,7 +30,9 @@ FORMAT = "nextpatch-model"
 # 1.3: model.comparator_layers and model.head_layers (older files: the last comparator block's features,
 # read by every head, as they were trained).
 # 1.4: train.texture_steps and train.texture_share (training only; older files load with the rule off).
-FORMAT_VERSION = (1, 4)
+# 1.5: model.memory_layers / memory_weight / memory_size with the fitted `memory_bank` and `memory_scale`
+# tensors (older files load without a memory of normal, as they were trained).
+FORMAT_VERSION = (1, 5)
 WEIGHTS, META = "model.safetensors", "nextpatch.json"
 
 
@@ -42,7 +45,8 @@ def sha256(path: Path) -> str:
 
 
 def save_detector(detector, path: str | Path) -> Path:
-    """Write `detector` to the directory `path` (created if needed). Returns the directory."""
+    """Write `detector` (a fitted `nextpatch.detector.Detector`) to the directory `path` (created if
+    needed). Returns the directory."""
     net = detector._net()
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,10 +69,21 @@ def save_detector(detector, path: str | Path) -> Path:
     return out
 
 
-def load_detector(path: str | Path, device: str | None = None):
-    """Read a model directory written by `save_detector`."""
-    from .detector import Detector, resolve_device
+@dataclass
+class StoredModel:
+    """What a model directory holds, read and checked: the network (on the CPU, eval mode) and its metadata.
+    `Detector.load` builds a Detector from it; this module does not import the Detector (no import circle)."""
 
+    config: Config
+    net: PatternNet
+    threshold: float
+    calibration: dict
+    training: dict
+    meta: dict
+
+
+def read_model(path: str | Path) -> StoredModel:
+    """Read and check a model directory written by `save_detector`."""
     root = Path(path)
     if not root.is_dir():
         raise ModelFileError(f"{root}: model directory not found (train one with `nextpatch train`)")
@@ -105,9 +120,5 @@ def load_detector(path: str | Path, device: str | None = None):
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0:2]
         raise ModelFileError(f"{weights}: tensors do not fit the model config: {' '.join(first)}") from None
-    detector = Detector(config)
-    detector.net_ = net.to(resolve_device(device or config.train.device)).eval()
-    detector.threshold_ = float(meta["threshold"])
-    detector.calibration_ = meta.get("calibration", {})
-    detector.training_ = meta.get("training", {})
-    return detector
+    return StoredModel(config=config, net=net.eval(), threshold=float(meta["threshold"]),
+                       calibration=meta.get("calibration", {}), training=meta.get("training", {}), meta=meta)

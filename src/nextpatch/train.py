@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .config import TrainConfig
 from .data.anomalies import AnomalySynthesizer
 from .errors import ConfigError
-from .model.torch_model import PatternNet, contrastive_loss
+from .model.torch_model import PatternNet, as_float, contrastive_loss
 from .model.vit import init_weights
 
 
@@ -36,11 +36,6 @@ def augment(batch: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torc
         batch = torch.where(flip_h.view(-1, 1, 1, 1), batch.flip(-1), batch)
         batch = torch.where(flip_v.view(-1, 1, 1, 1), batch.flip(-2), batch)
     return batch
-
-
-def as_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (stored that way to save memory) -> float in [0, 1]; float images pass through."""
-    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:

@@ -367,3 +367,41 @@ def test_image_view_encodes_whole_images():
         ModelConfig(**SMALL, comparator_view="image").validate()  # the patch grid position makes no sense there
     with pytest.raises(ConfigError, match="comparator_view"):
         ModelConfig(**SMALL, comparator_view="tile").validate()
+
+
+def test_memory_of_normal_is_zero_on_training_tokens_and_far_on_new_ones():
+    """The memory bank holds training-token features: a training image is at distance ~0 everywhere,
+    a region unlike any training token is far; the bank is bounded by memory_size and saved with the weights."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(**dict(SMALL, comparator_position=False, comparator_view="image", comparator_depth=2,
+                             memory_layers=(3,), memory_size=10_000))
+    net = PatternNet(cfg).eval()
+    assert len(net.comparator.blocks) == 3  # the memory reads a block beyond the comparison's two
+    stripes = torch.zeros(6, 3, 64, 64)
+    stripes[:, :, :, ::4] = 1.0
+    stripes += 0.02 * torch.rand_like(stripes)
+    assert net.fit_memory(stripes, seed=0) == min(6 * 256, 10_000)
+    with torch.no_grad():
+        seen = net.memory_map(net.patchify(stripes[:1]))
+        odd = stripes[:1].clone()
+        odd[:, :, 20:36, 20:36] = torch.rand(1, 3, 16, 16)
+        new = net.memory_map(net.patchify(odd))
+    assert seen.max() < 1e-4
+    assert new[0, 6:8, 6:8].min() > 50 * (seen.max() + 1e-4) and new[0, 0, 12] < 1e-3
+
+    small = PatternNet(ModelConfig(**dict(cfg.__dict__, memory_size=64))).eval()
+    small.load_state_dict({k: v for k, v in net.state_dict().items() if k != "memory_bank"}, strict=False)
+    assert small.fit_memory(stripes, seed=0) == 64  # the coreset bounds the bank, whatever the training set
+
+    reloaded = PatternNet(cfg).eval()  # a fresh net takes the saved bank's length from the state dict
+    reloaded.load_state_dict(net.state_dict())
+    assert torch.equal(reloaded.memory_bank, net.memory_bank)
+
+
+def test_greedy_coreset_keeps_a_rare_variant():
+    from nextpatch.model.memory import greedy_coreset
+
+    common = torch.randn(1, 32).repeat(500, 1) + 0.01 * torch.randn(500, 32)
+    rare = torch.randn(1, 32) * 3
+    chosen = greedy_coreset(torch.cat([common, rare]), 5, seed=0)
+    assert 500 in chosen.tolist() and len(set(chosen.tolist())) == 5

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DIRECTIONS, ModelConfig
+from .memory import build_bank, nearest_distance
 from .vit import Block, ViTEncoder, init_weights
 
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25  # fixed pixel normalisation: inputs are in [0, 1]
@@ -61,6 +62,11 @@ def native_bfloat16(device: torch.device) -> bool:
             return False
         return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
     return False
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (stored that way to save memory) -> float in [0, 1]; float images pass through."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
@@ -109,7 +115,9 @@ class PatternNet(nn.Module):
         # In the "image" view it reads whole images of (G*s)^2 tokens, otherwise one patch of n tokens.
         cd, ch, cr = cfg.comparator_dims
         view_tokens = (g * s) ** 2 if cfg.comparator_view == "image" else n
-        self.comparator = ViTEncoder(token_dim=token_dim, num_tokens=view_tokens, dim=cd, depth=cfg.comparator_depth,
+        # Its ViT runs `vit_depth` blocks: the comparison reads the first `comparator_depth`, the memory of
+        # normal (if any) reads the real image's `memory_layers`, which may lie deeper.
+        self.comparator = ViTEncoder(token_dim=token_dim, num_tokens=view_tokens, dim=cd, depth=cfg.vit_depth,
                                      heads=ch, mlp_ratio=cr, class_token=cfg.comparator_class_token)
         # K heads stacked in one Linear: rows [k*Dc, (k+1)*Dc) are head k (see `project_comparator`)
         feat_dim = cd * max(1, len(cfg.comparator_layers)) + (6 if cfg.comparator_color else 0)
@@ -117,6 +125,10 @@ class PatternNet(nn.Module):
 
         if cfg.color_weight > 0:  # set at fit time by `fit_color_scale`; saved with the weights
             self.register_buffer("color_scale", torch.ones(()))
+        if cfg.memory_layers:  # set at fit time by `fit_memory`; the bank's length comes with the weights
+            self.register_buffer("memory_bank", torch.zeros(0, cd * len(cfg.memory_layers)))
+            self.register_buffer("memory_scale", torch.ones(()))
+            self.register_load_state_dict_pre_hook(_fit_bank_length)
         self.register_buffer("triplets", triplet_table(g, cfg.directions), persistent=False)
         # "image" view: triplet -> which expected image holds its prediction (its direction's place in
         # cfg.directions), and the image-token indices of its target patch's n tokens: (T,), (T, n)
@@ -220,7 +232,8 @@ class PatternNet(nn.Module):
         if self.cfg.comparator_position and patch_index is not None:
             pos = self.patch_pos[patch_index].reshape(n_img * k, 1, -1)
         with self.comparator_autocast(tokens.device):
-            feats = self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos, layers=self.cfg.comparator_layers)
+            feats = self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos,
+                                    layers=self.cfg.comparator_feature_layers)
         feats = feats.float().reshape(n_img, k, n_tok, -1)
         if self.cfg.comparator_color:
             px = tokens.reshape(n_img, k, n_tok, -1, 3)  # a token's pixels are (ti, tj, C)
@@ -280,8 +293,7 @@ class PatternNet(nn.Module):
         cd = self.cfg.comparator_dims[0]
         mask = torch.ones(self.comparator_head.in_features, device=self.comparator_head.weight.device)
         if self.cfg.head_layers:
-            layers = self.cfg.comparator_layers or (self.cfg.comparator_depth,)
-            for j, layer in enumerate(layers):
+            for j, layer in enumerate(self.cfg.comparator_feature_layers):
                 if layer not in self.cfg.head_layers[k]:
                     mask[j * cd:(j + 1) * cd] = 0.0
         return mask
@@ -424,12 +436,68 @@ class PatternNet(nn.Module):
         self.color_scale.fill_(scale)
         return scale
 
+    # --------------------------------------------------------------------------- memory of normal
+    def memory_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The real image's features at `memory_layers`: tokens (N, P, n, Dt) -> unit features (N, L, Dm)."""
+        with self.comparator_autocast(tokens.device):
+            feats = self.comparator(self.image_tokens(tokens), layers=self.cfg.memory_layers)
+        return F.normalize(feats.float(), dim=-1)
+
+    def memory_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Distance of every token to the memory bank: tokens (N, P, n, Dt) -> (N, G*s, G*s), token resolution."""
+        side = self.cfg.grid * self.cfg.tokens_per_side
+        return nearest_distance(self.memory_features(tokens), self.memory_bank).reshape(-1, side, side)
+
+    def prediction_map(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """The paper's comparison, fused over directions: (N, P, n, Dt), (N, T, n, Dt) -> (N, G*s, G*s)."""
+        return self.token_grid(self.fuse(self.triplet_distances(tokens, pred)))
+
+    @torch.no_grad()
+    def fit_memory(self, images: torch.Tensor, batch_size: int = 8, seed: int = 0) -> int:
+        """Fill the memory bank from normal training images (M, 3, S, S) (uint8 or float in [0, 1]).
+
+        Every token of every image is a candidate; a greedy coreset keeps at most `memory_size` of them.
+        Returns the bank's length (0 and nothing set without a memory).
+        """
+        if not self.cfg.memory_layers:
+            return 0
+        device = self.memory_bank.device
+        feats = [self.memory_features(self.patchify(as_float(images[i:i + batch_size]).to(device))).flatten(0, 1).cpu()
+                 for i in range(0, len(images), batch_size)]
+        self.memory_bank = build_bank(torch.cat(feats), self.cfg.memory_size, seed=seed).to(device)
+        return len(self.memory_bank)
+
+    @torch.no_grad()
+    def fit_memory_scale(self, imgs: torch.Tensor, batch_size: int = 8) -> float:
+        """Set `memory_scale` from held-out normal images (M, 3, S, S): std(prediction map) / std(memory map).
+
+        Both terms then vary equally on normal tokens, so `memory_weight` is their relative weight.
+        Returns the scale (1.0 and nothing set without a memory).
+        """
+        if not self.cfg.memory_layers:
+            return 1.0
+        pred_maps, mem_maps = [], []
+        for i in range(0, len(imgs), batch_size):
+            tokens = self.patchify(imgs[i:i + batch_size].to(self.memory_bank.device))
+            pred_maps.append(self.prediction_map(tokens, self.predict_triplets(tokens)).flatten())
+            mem_maps.append(self.memory_map(tokens).flatten())
+        scale = float(torch.cat(pred_maps).std() / torch.cat(mem_maps).std().clamp(min=1e-8))
+        self.memory_scale.fill_(scale)
+        return scale
+
     def forward(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """imgs (N, 3, S, S) in [0, 1] -> (anomaly map (N, S, S), expected image (N, 3, S, S))."""
+        """imgs (N, 3, S, S) in [0, 1] -> (anomaly map (N, S, S), expected image (N, 3, S, S)).
+
+        The token map is the paper's comparison, and with a memory of normal
+        (1 - memory_weight) * comparison + memory_weight * memory_scale * memory distance.
+        """
         tokens = self.patchify(imgs)
         pred = self.predict_triplets(tokens)  # (N, T, n, Dt)
-        dist = self.triplet_distances(tokens, pred)  # (N, T, n)
-        return self.smooth(self.token_grid(self.fuse(dist))), self.assemble_expected(pred)
+        token_map = self.prediction_map(tokens, pred)
+        if self.cfg.memory_layers:
+            w = self.cfg.memory_weight
+            token_map = (1 - w) * token_map + w * self.memory_scale * self.memory_map(tokens)
+        return self.smooth(token_map), self.assemble_expected(pred)
 
     # ------------------------------------------------------------------------------ training
     def sample_triplets(self, n_img: int, k: int, device=None) -> torch.Tensor:
@@ -496,3 +564,10 @@ class PatternNet(nn.Module):
         frac = F.avg_pool2d(mask, t)  # (N, 1, G*s, G*s)
         frac = frac.reshape(mask.shape[0], g, s, g, s).permute(0, 1, 3, 2, 4)
         return frac.reshape(mask.shape[0], g * g, s * s)
+
+
+def _fit_bank_length(module: PatternNet, state_dict: dict, prefix: str, *args) -> None:
+    """load_state_dict pre-hook: give `memory_bank` the saved bank's length before it is copied."""
+    bank = state_dict.get(prefix + "memory_bank")
+    if bank is not None and bank.shape != module.memory_bank.shape:
+        module.memory_bank = module.memory_bank.new_zeros(bank.shape)

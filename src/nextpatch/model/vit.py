@@ -133,6 +133,8 @@ class ViTEncoder(nn.Module):
             x = x + extra
         outputs = []
         for i, block in enumerate(self.blocks, start=1):
+            if layers and i > max(layers):  # later blocks would feed no output
+                break
             x = block(x)
             if i in layers:
                 outputs.append(self.norm(x))
