@@ -291,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda' or 'auto' (default)")
     p.set_defaults(func=cmd_demo)
+
+    # the service and the export keep their verbs beside their code (their extras import lazily)
+    from .export_cli import add_parser as add_export_parser
+    from .serve.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
