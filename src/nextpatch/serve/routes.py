@@ -1,0 +1,155 @@
+"""The endpoints: health, the model list, predict, and the web page."""
+from __future__ import annotations
+
+import base64
+import io
+import secrets
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path, PurePath
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Security, UploadFile
+from fastapi.responses import FileResponse
+from fastapi.security import APIKeyHeader
+
+from .. import __version__
+from ..errors import ImageError, NextpatchError
+from .registry import InferenceQueue, ModelRegistry, ServedModel
+from .schemas import ErrorOut, HealthOut, ModelList, PredictionOut
+
+STATIC = resources.files("nextpatch.serve") / "static"
+API_KEY_HEADER = "X-API-Key"
+
+
+# ----------------------------------------------------------------------------------- dependencies
+def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def get_queue(request: Request) -> InferenceQueue:
+    return request.app.state.queue
+
+
+_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
+                           description="needed when the server was started with --api-key")
+
+
+def require_api_key(request: Request, key: str | None = Security(_key_header)) -> None:
+    expected = request.app.state.settings.api_key
+    if expected and not (key and secrets.compare_digest(key.encode(), expected.encode())):
+        raise HTTPException(401, f"missing or wrong API key: send it in the {API_KEY_HEADER} header",
+                            headers={"WWW-Authenticate": "ApiKey"})
+
+
+# ----------------------------------------------------------------------------------------- health
+health = APIRouter(tags=["health"])
+
+
+@health.get("/health", response_model=HealthOut, summary="liveness and queue state (no key needed)")
+async def get_health(request: Request, registry: ModelRegistry = Depends(get_registry),
+                     queue: InferenceQueue = Depends(get_queue)) -> HealthOut:
+    return HealthOut(status="ok", version=__version__, backend=request.app.state.settings.backend,
+                     models=registry.names(), queue=queue.stats())
+
+
+# ----------------------------------------------------------------------------------------- models
+ERRORS = {401: {"model": ErrorOut, "description": "an API key is set and the request lacks it"},
+          404: {"model": ErrorOut, "description": "no model of that name"}}
+models = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)], responses=ERRORS)
+
+
+@models.get("/models", response_model=ModelList, summary="the models this server answers for")
+async def list_models(registry: ModelRegistry = Depends(get_registry)) -> ModelList:
+    return ModelList(models=[m.info() for m in registry])
+
+
+@models.post("/models/{name}/predict", response_model=PredictionOut, summary="score one image",
+             responses={413: {"model": ErrorOut, "description": "upload over --max-upload-mb"},
+                        415: {"model": ErrorOut, "description": "the file is not a readable image"},
+                        422: {"model": ErrorOut, "description": "no file, or an empty one"},
+                        503: {"model": ErrorOut, "description": "queue full: retry after Retry-After seconds"}})
+async def predict(name: str, file: UploadFile = File(description="the image: PNG, JPEG, BMP or TIFF"),
+                  overlay: bool = Query(False, description="add overlay_png, the heatmap over the image"),
+                  panel: bool = Query(False, description="add panel_png: actual | expected | heatmap"),
+                  include_map: bool = Query(False, alias="map", description="add the anomaly map (float32, base64)"),
+                  registry: ModelRegistry = Depends(get_registry),
+                  queue: InferenceQueue = Depends(get_queue)) -> PredictionOut:
+    served = registry.get(name)
+    if served is None:
+        raise HTTPException(404, f"no model named {name!r}; this server has: {', '.join(registry.names())} "
+                                 "(GET /v1/models lists them)")
+    filename = PurePath(file.filename or "upload").name
+    data = await file.read()
+    if not data:
+        raise HTTPException(422, f"{filename}: the uploaded file is empty")
+    result = await queue.run(score_upload, served, data, filename, overlay, panel, include_map)
+    return PredictionOut(**result)
+
+
+# ------------------------------------------------------------------------------------- inference
+def decode_upload(data: bytes, filename: str) -> np.ndarray:
+    """The uploaded bytes as read_image reads a file; an unreadable one is a 415 naming the upload."""
+    suffix = PurePath(filename).suffix[:16]
+    with tempfile.TemporaryDirectory(prefix="nextpatch-serve-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            from ..data.io import read_image
+
+            return read_image(path)
+        except ImageError as exc:
+            fix = f" ({exc.fix})" if exc.fix else ""
+            raise HTTPException(415, f"{filename}: {exc.reason}{fix}") from None
+
+
+def png_b64(array: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def score_upload(served: ServedModel, data: bytes, filename: str, want_overlay: bool, want_panel: bool,
+                 want_map: bool) -> dict:
+    """Runs in a worker thread: decode, predict, and the pictures asked for."""
+    start = time.perf_counter()
+    image = decode_upload(data, filename)
+    try:
+        p = served.predictor.predict(image)
+    except NextpatchError as exc:
+        raise HTTPException(422, f"{filename}: {exc}") from None
+    out = {"model": served.name, "filename": filename, "score": float(p.score), "is_anomalous": bool(p.is_anomalous),
+           "threshold": float(served.predictor.threshold_), "raw_score": float(p.raw_score),
+           "width": int(image.shape[1]), "height": int(image.shape[0])}
+    if want_overlay or want_panel:
+        from ..viz import overlay, panel
+
+        if want_overlay:
+            out["overlay_png"] = png_b64(overlay(image, p.anomaly_map))
+        if want_panel:
+            out["panel_png"] = png_b64(panel(image, p.expected_image, p.anomaly_map, score=p.score))
+    if want_map:
+        amap = np.ascontiguousarray(p.anomaly_map, dtype="<f4")
+        out["anomaly_map"] = {"shape": list(amap.shape), "dtype": "float32",
+                              "data": base64.b64encode(amap.tobytes()).decode("ascii")}
+    out["ms"] = round((time.perf_counter() - start) * 1000, 2)
+    return out
+
+
+# -------------------------------------------------------------------------------------- web page
+page = APIRouter(include_in_schema=False)
+
+
+@page.get("/")
+async def index() -> FileResponse:
+    """The web page: drop images, see score, pass/fail, the panel and the session's history."""
+    return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+
+@page.get("/docs")
+async def docs() -> FileResponse:
+    """The API reference, drawn from /openapi.json by a page of our own (FastAPI's loads a CDN)."""
+    return FileResponse(str(STATIC / "docs.html"), media_type="text/html")
