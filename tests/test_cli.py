@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def test_train_predict_evaluate(tmp_path, tiny_dataset):
     # predict: two folders hold files of the same name; outputs must not collide
     inputs = [tiny_dataset / "test" / "good", tiny_dataset / "test" / "crack"]
     out_dir = tmp_path / "pred"
-    code, out, err = run("predict", model, *inputs, "--out", out_dir, "--save-maps")
+    code, out, err = run("predict", model, *inputs, "--out", out_dir, "--save-maps", "--visuals", "all")
     assert code == 0, err
     lines = [json.loads(x) for x in (out_dir / "predictions.jsonl").read_text().splitlines()]
     n_images = sum(len(list(d.glob("*.png"))) for d in inputs)
@@ -68,6 +69,26 @@ def test_train_predict_evaluate(tmp_path, tiny_dataset):
     assert "image AUROC" in out
     html = (tmp_path / "eval" / "report.html").read_text()
     assert "<svg" in html and "images/" in html
+
+
+def test_predict_pictures_only_the_anomalous_by_default(tmp_path, saved_model, tiny_dataset):
+    inputs = [tiny_dataset / "test"]
+    code, out, err = run("predict", saved_model, *inputs, "--out", tmp_path / "all", "--visuals", "all")
+    assert code == 0, err
+    lines = [json.loads(x) for x in (tmp_path / "all" / "predictions.jsonl").read_text().splitlines()]
+    assert all("panel" in x for x in lines)
+    code, out, err = run("predict", saved_model, *inputs, "--out", tmp_path / "default", "--batch-size", 3)
+    assert code == 0, err
+    default = [json.loads(x) for x in (tmp_path / "default" / "predictions.jsonl").read_text().splitlines()]
+    assert [x["path"] for x in default] == [x["path"] for x in lines]
+    assert np.allclose([x["score"] for x in default], [x["score"] for x in lines], atol=1e-4)  # batch size: same scores
+    assert any(x["is_anomalous"] for x in default) and not all(x["is_anomalous"] for x in default)
+    for x in default:
+        assert ("panel" in x) == x["is_anomalous"]
+        assert not x["is_anomalous"] or Path(x["panel"]).is_file() and Path(x["overlay"]).is_file()
+    assert len(list((tmp_path / "default").glob("*_panel.png"))) == sum(x["is_anomalous"] for x in default)
+    code, out, err = run("predict", saved_model, *inputs, "--out", tmp_path / "none", "--visuals", "none")
+    assert code == 0 and not list((tmp_path / "none").glob("*.png"))
 
 
 def test_train_says_how_the_data_set_the_generator_budget(tmp_path, tiny_dataset):

@@ -109,42 +109,60 @@ def cmd_weights_import(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
-    import numpy as np
+def _predict_progress(total: int):
+    """tqdm on a terminal; elsewhere (CI, a log file) nothing per image, the summary line says it all."""
     from tqdm import tqdm
 
-    from .data.io import expand_inputs, read_image, save_png
-    from .detector import Detector
-    from .errors import ImageError
-    from .evaluate import output_name
-    from .viz import overlay, panel
+    return tqdm(total=total, desc="predict", unit="img", disable=not sys.stderr.isatty())
 
-    detector = Detector.load(args.model, device=args.device)
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from .data.io import expand_inputs, save_png
+    from .evaluate import output_name
+    from .export import load_backend
+    from .viz import BackgroundWriter, overlay, panel
+
+    if args.batch_size < 1:
+        raise NextpatchError(f"--batch-size must be >= 1 (got {args.batch_size})")
+    detector = load_backend(args.model, backend=args.backend, device=args.device)
     paths = expand_inputs(args.inputs)
     root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+
+    def write_visuals(name: str, image, p) -> None:
+        save_png(out / f"{name}_overlay.png", overlay(image, p.anomaly_map))
+        save_png(out / f"{name}_panel.png", panel(image, p.expected_image, p.anomaly_map, score=p.score))
+
     failures = flagged = 0
-    with open(out / "predictions.jsonl", "w") as jsonl:
-        for path in tqdm(paths, desc="predict", unit="img"):
-            try:
-                image = read_image(path)
-            except ImageError as exc:
+    bar = _predict_progress(len(paths))
+    # each line is written (and flushed) as its image is scored: an interrupted run keeps what it scored
+    with open(out / "predictions.jsonl", "w") as jsonl, BackgroundWriter(workers=1) as writer:
+        for path, p, image in detector.predict_stream(paths, batch_size=args.batch_size):
+            bar.update(1)
+            if image is None:  # p is the ImageError
                 failures += 1
-                tqdm.write(f"warning: {exc}", file=sys.stderr)
-                jsonl.write(json.dumps({"path": str(path), "error": str(exc)}) + "\n")
+                bar.write(f"warning: {p}", file=sys.stderr)
+                jsonl.write(json.dumps({"path": str(path), "error": str(p)}) + "\n")
+                jsonl.flush()
                 continue
-            p = detector.predict(image)
             name = output_name(path, root)
-            line = {"path": str(path), "score": round(p.score, 5), "is_anomalous": p.is_anomalous,
-                    "overlay": str(save_png(out / f"{name}_overlay.png", overlay(image, p.anomaly_map))),
-                    "panel": str(save_png(out / f"{name}_panel.png",
-                                          panel(image, p.expected_image, p.anomaly_map, score=p.score)))}
+            line = {"path": str(path), "score": round(p.score, 5), "is_anomalous": p.is_anomalous}
+            if args.visuals == "all" or (args.visuals == "anomalous" and p.is_anomalous):
+                line["overlay"], line["panel"] = str(out / f"{name}_overlay.png"), str(out / f"{name}_panel.png")
+                writer.submit(lambda name=name, image=image, p=p: write_visuals(name, image, p))
             if args.save_maps:
                 np.save(out / f"{name}_map.npy", p.anomaly_map.astype(np.float32))
                 line["map"] = str(out / f"{name}_map.npy")
             flagged += p.is_anomalous
             jsonl.write(json.dumps(line) + "\n")
+            jsonl.flush()
+    bar.close()
+    for exc in writer.errors:
+        failures += 1
+        print(f"warning: a picture was not written: {exc}", file=sys.stderr)
     print(f"{len(paths) - failures} images scored, {flagged} anomalous, {failures} unreadable; "
           f"results in {out / 'predictions.jsonl'}")
     return 1 if failures else 0
@@ -260,13 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="score images with a trained model",
                        description="Score images. Writes OUT_DIR/predictions.jsonl (path, score, is_anomalous; "
-                                   "score 1.0 = the threshold) plus a heatmap overlay and an "
-                                   "actual|expected|heatmap panel PNG per image.")
+                                   "score 1.0 = the threshold), one line as each image is scored, plus a heatmap "
+                                   "overlay and an actual|expected|heatmap panel PNG per anomalous image (--visuals).")
     p.add_argument("model", metavar="MODEL_DIR")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     p.add_argument("--out", required=True, metavar="OUT_DIR")
     p.add_argument("--save-maps", action="store_true",
                    help="also write each raw anomaly map as float32 .npy (H x W of the input); its path is the line's 'map'")
+    p.add_argument("--visuals", choices=["anomalous", "all", "none"], default="anomalous",
+                   help="which images get an overlay and a panel PNG (default: the anomalous ones only)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per network pass (default 8)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="run the network with torch (default) or onnxruntime (needs nextpatch[export]; uses "
+                        "MODEL_DIR/model.onnx from `nextpatch export`, or exports in memory); MODEL_DIR may be a .onnx file")
     p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda' or 'auto' (default: as trained)")
     p.set_defaults(func=cmd_predict)
 

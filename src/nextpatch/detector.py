@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +35,36 @@ ImageLike = str | Path | np.ndarray
 
 @dataclass
 class Prediction:
-    """What the detector says about one image. Arrays are at the input image's own size (H, W)."""
+    """What the detector says about one image.
+
+    The score is computed at the network's resolution S; `anomaly_map` and `expected_image` are that
+    result resized once to the input image's own size (H, W), on first access: a caller that only reads
+    the score (most images of a production run) pays no full-size resize.
+    """
 
     score: float                 # normalised: 1.0 = the threshold
     is_anomalous: bool
-    anomaly_map: np.ndarray      # (H, W) float32, same normalisation as `score`
-    expected_image: np.ndarray   # (H, W, 3) float32 in [0, 1]: what the generator expected to see
     raw_score: float             # before normalisation
+    shape: tuple[int, int]       # (H, W) of the input image
+    small_map: torch.Tensor = field(repr=False)       # (S, S) float32, same normalisation as `score`
+    small_expected: torch.Tensor = field(repr=False)  # (3, S, S) float32 in [0, 1]
+
+    @cached_property
+    def anomaly_map(self) -> np.ndarray:
+        """(H, W) float32, same normalisation as `score` (bilinear from the network's S x S)."""
+        return _resize(self.small_map[None], self.shape)[0].numpy().astype(np.float32, copy=False)
+
+    @cached_property
+    def expected_image(self) -> np.ndarray:
+        """(H, W, 3) float32 in [0, 1]: what the generator expected to see."""
+        return _resize(self.small_expected, self.shape).clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
+
+
+def _resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(C, S, S) -> (C, H, W), bilinear; unchanged when already that size."""
+    if tuple(x.shape[-2:]) == tuple(shape):
+        return x
+    return F.interpolate(x[None], size=tuple(shape), mode="bilinear", align_corners=False)[0]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -177,24 +203,62 @@ class Detector:
         out: list[Prediction] = []
         for i in range(0, len(images), batch_size):
             arrays = [read_image(x) if isinstance(x, (str, Path)) else _check_array(x) for x in images[i:i + batch_size]]
-            amap, expected = self._forward(torch.stack([to_model_input(a, size) for a in arrays]))
-            raw = self._image_scores(amap)
-            for a, m, e, r in zip(arrays, amap, expected, raw):
-                out.append(self._prediction(a.shape[:2], m, e, float(r)))
+            out += self.predict_inputs(torch.stack([to_model_input(a, size) for a in arrays]), [a.shape[:2] for a in arrays])
         return out
 
-    def _prediction(self, shape: tuple[int, int], amap: torch.Tensor, expected: torch.Tensor, raw: float) -> Prediction:
+    def predict_inputs(self, batch: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[Prediction]:
+        """Score model inputs (N, 3, S, S) in [0, 1] (see `to_model_input`) of images of sizes `shapes` (N x (H, W)).
+
+        Scores and normalisation happen at the network's resolution S; each Prediction resizes its map to
+        (H, W) only when it is read.
+        """
         if self.threshold_ is None:
             raise NextpatchError("the detector is not fitted: call fit() or Detector.load()")
-        h, w = shape
-        if (h, w) != tuple(amap.shape):
-            amap = F.interpolate(amap[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            expected = F.interpolate(expected[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        score = raw / self.threshold_
-        return Prediction(score=score, is_anomalous=bool(score > 1.0),
-                          anomaly_map=(amap / self.threshold_).numpy().astype(np.float32),
-                          expected_image=expected.clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32),
-                          raw_score=raw)
+        amap, expected = self._forward(batch)
+        raw = self._image_scores(amap)
+        out = []
+        for shape, m, e, r in zip(shapes, amap / self.threshold_, expected, raw.tolist()):
+            score = r / self.threshold_
+            out.append(Prediction(score=score, is_anomalous=bool(score > 1.0), raw_score=r, shape=tuple(shape),
+                                  small_map=m, small_expected=e))
+        return out
+
+    def predict_stream(self, paths: Iterable[Path], batch_size: int = 8, readers: int = 1
+                       ) -> Iterator[tuple[Path, Prediction | ImageError, np.ndarray | None]]:
+        """Score image files as they are read: yields (path, Prediction or the ImageError, image (H, W, 3) or None),
+        in the order given.
+
+        `readers` threads decode and resize ahead of the network, one batch ahead, so memory is bounded by
+        the batch size (about 2 batches of decoded images), not by the number of files (`paths` may be a
+        generator).
+        """
+        size = self.config.model.image_size
+
+        def load(path: Path):
+            try:
+                image = read_image(path)
+            except ImageError as exc:
+                return path, exc, None, None
+            return path, None, image, to_model_input(image, size)
+
+        def scored(batch: list) -> list:
+            if not batch:
+                return []
+            preds = self.predict_inputs(torch.stack([x for _, _, x in batch]), [image.shape[:2] for _, image, _ in batch])
+            return [(path, p, image) for (path, image, _), p in zip(batch, preds)]
+
+        batch: list = []
+        for path, error, image, x in prefetch(load, paths, ahead=batch_size, workers=readers):
+            if error is not None:  # the images before it first, so results stay in order
+                yield from scored(batch)
+                batch = []
+                yield path, error, None
+                continue
+            batch.append((path, image, x))
+            if len(batch) == batch_size:
+                yield from scored(batch)
+                batch = []
+        yield from scored(batch)
 
     # ------------------------------------------------------------------------------- plumbing
     def _net(self) -> PatternNet:
@@ -260,9 +324,9 @@ class Detector:
         state = self._net().state_dict()
         if "color_scale" in net.state_dict() and "color_scale" not in state:
             raise NextpatchError("color_weight > 0 needs a model fitted with a colour term (its scale is set at fit time)")
-        for fitted in ("color_scale", "memory_bank", "memory_scale"):
-            if fitted not in net.state_dict():  # the variant drops that term
-                state.pop(fitted, None)
+        wanted = net.state_dict()
+        # the variant drops a fitted term, or pretrained blocks that only the memory read
+        state = {k: v for k, v in state.items() if k in wanted}
         net.load_state_dict(state)
         other.net_ = net.to(next(self._net().parameters()).device).eval()
         other.threshold_, other.calibration_, other.training_ = self.threshold_, dict(self.calibration_), dict(self.training_)
@@ -273,3 +337,19 @@ def _check_array(x: np.ndarray) -> np.ndarray:
     if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != 3:
         raise DataError(f"an image array must be (H, W, 3) float in [0, 1], got {getattr(x, 'shape', type(x))}")
     return x.astype(np.float32, copy=False)
+
+
+def prefetch(fn: Callable, items: Iterable, *, ahead: int, workers: int = 1) -> Iterator:
+    """fn(item) for each item, in order, computed by `workers` threads at most `ahead` items in advance."""
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="nextpatch-read") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # the consumer stopped early (or failed): drop what was not started
+            for future in pending:
+                future.cancel()

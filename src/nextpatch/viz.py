@@ -5,6 +5,10 @@ Maps are normalised so 1.0 is the detector's threshold; the colour scale is fixe
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -15,10 +19,14 @@ _COLORS = np.array([[48, 18, 59], [40, 140, 235], [160, 245, 60], [250, 160, 30]
 DISPLAY_MAX = 2.0  # map value shown as the top of the colour scale
 
 
+_LEVELS = 1024  # colour-scale steps: a table lookup instead of interpolating every pixel (camera-size maps)
+_TABLE = np.stack([np.interp(np.linspace(0, 1, _LEVELS), _STOPS, _COLORS[:, c]) for c in range(3)], axis=-1).astype(np.float32)
+
+
 def colorize(amap: np.ndarray) -> np.ndarray:
-    """(H, W) normalised map -> (H, W, 3) float RGB in [0, 1]."""
-    x = np.clip(amap / DISPLAY_MAX, 0.0, 1.0)
-    return np.stack([np.interp(x, _STOPS, _COLORS[:, c]) for c in range(3)], axis=-1)
+    """(H, W) normalised map -> (H, W, 3) float32 RGB in [0, 1] (the ramp in 1024 steps)."""
+    x = np.fmin(np.fmax(np.asarray(amap, np.float32) * ((_LEVELS - 1) / DISPLAY_MAX) + 0.5, 0), _LEVELS - 1)  # NaN -> 0
+    return np.take(_TABLE, x.astype(np.int32), axis=0)
 
 
 def overlay(image: np.ndarray, amap: np.ndarray) -> np.ndarray:
@@ -41,3 +49,35 @@ def panel(image: np.ndarray, expected: np.ndarray, amap: np.ndarray, *, score: f
         canvas.paste(Image.fromarray(tile), (i * w, 18))
         draw.text((i * w + 4, 3), label, fill=(0, 0, 0))
     return np.asarray(canvas)
+
+
+class BackgroundWriter:
+    """A bounded pool of threads that run write jobs (overlay / panel PNGs) off the caller's thread.
+
+    `submit` blocks while `max_pending` jobs are queued or running, so memory stays bounded (each job
+    holds its image) and a slow disk slows the producer instead of piling up work. Errors of a job are
+    kept, not raised: `errors` lists them (as exceptions) once `close` (or leaving the `with`) has waited
+    for every job.
+    """
+
+    def __init__(self, workers: int = 2, max_pending: int | None = None):
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="nextpatch-write")
+        self._slots = threading.Semaphore(max_pending or 2 * max(1, workers))
+        self._futures: list[Future] = []
+        self.errors: list[Exception] = []
+
+    def submit(self, job: Callable[[], object]) -> None:
+        self._slots.acquire()
+        future = self._pool.submit(job)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._futures = [f for f in self._futures if not f.done() or f.exception() is not None] + [future]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.errors = [f.exception() for f in self._futures if f.exception() is not None]
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
