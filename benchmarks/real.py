@@ -1,0 +1,101 @@
+"""Real-data benchmark (issue 24): nextpatch's parts ablated, beside the kNN baseline on the same weights.
+
+    python benchmarks/real_data.py benchmarks/data/real            # build dev/ and validation/ once
+    python benchmarks/real.py --data benchmarks/data/real --set dev --seeds 0 1 2
+
+Per category and seed: one Detector fit of the default preset with a memory of normal at
+`--memory-layers`; its inference-only variants read the same fitted weights (`Detector.replace_config`):
+`prediction` (the paper's comparison alone, the current default), `memory` (memory alone),
+`both@w` (fused with memory_weight w). Beside them `knn`: `benchmarks/knn_baseline.py`'s FeatureKNN on
+the same DINOv2 weights (block `--knn-depth`, full memory). Metrics from nextpatch's own
+`evaluate_category`; writes OUT/<set>/<category>_s<seed>.json as each finishes, and OUT/<set>.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: list[float], knn_depth: int) -> dict:
+    from knn_baseline import FeatureKNN
+
+    from nextpatch.data.layouts import train_images
+    from nextpatch.detector import Detector
+    from nextpatch.evaluate import evaluate_category
+    from nextpatch.presets import DEFAULT_PRESET, preset_config
+
+    config = preset_config(DEFAULT_PRESET)
+    config.train.seed = seed
+    config.model.memory_layers, config.model.memory_weight = memory_layers, weights[0]
+    start = time.perf_counter()
+    detector = Detector(config).fit(category)
+    train_s = time.perf_counter() - start
+    variants = {"prediction": detector.replace_config(memory_layers=()),
+                "memory": detector.replace_config(memory_weight=1.0)}
+    for w in weights:
+        variants[f"both@{w}"] = detector.replace_config(memory_weight=w)
+    rows = {}
+    for name, det in variants.items():
+        r = evaluate_category(det, category, None, progress=False)
+        m = r["metrics"]
+        rows[name] = {"image_auroc": m["image_auroc"], "pixel_auroc": m["pixel_auroc"],
+                      "predict_ms": r["predict_ms_per_image"]}
+    start = time.perf_counter()
+    knn = FeatureKNN(depth=knn_depth, mode="image", coreset=1.0, seed=seed).fit(train_images(category))
+    knn_s = time.perf_counter() - start
+    r = evaluate_category(knn, category, None, progress=False)
+    rows["knn"] = {"image_auroc": r["metrics"]["image_auroc"], "pixel_auroc": r["metrics"]["pixel_auroc"],
+                   "predict_ms": r["predict_ms_per_image"], "train_s": round(knn_s, 1)}
+    return {"category": category.name, "seed": seed, "memory_layers": list(memory_layers),
+            "train_s": round(train_s, 1), "memory_bank": detector.training_.get("memory_bank"),
+            "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "variants": rows}
+
+
+def table(results: list[dict]) -> str:
+    names = list(results[0]["variants"])
+    lines = ["| category | seed | train s | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+    for r in results:
+        cells = []
+        for n in names:
+            v = r["variants"][n]
+            px = "-" if v["pixel_auroc"] is None else f"{v['pixel_auroc']:.3f}"
+            cells.append(f"{v['image_auroc']:.3f} / {px}")
+        lines.append(f"| {r['category']} | {r['seed']} | {r['train_s']:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(HERE / "data" / "real"), help="folder holding dev/ and validation/")
+    ap.add_argument("--set", default="dev", choices=["dev", "validation"])
+    ap.add_argument("--categories", nargs="*", help="default: every category of the set's manifest")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0])
+    ap.add_argument("--memory-layers", type=int, nargs="+", default=[8])
+    ap.add_argument("--weights", type=float, nargs="+", default=[0.5, 0.25])
+    ap.add_argument("--knn-depth", type=int, default=8)
+    ap.add_argument("--out", default=str(HERE / "out" / "real"))
+    a = ap.parse_args()
+    root = Path(a.data) / a.set
+    cats = a.categories or list(json.loads((root / "manifest.json").read_text())["categories"])
+    out = Path(a.out) / a.set
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for seed in a.seeds:
+        for c in cats:
+            r = run_one(root / c, seed, tuple(a.memory_layers), a.weights, a.knn_depth)
+            (out / f"{c}_s{seed}.json").write_text(json.dumps(r, indent=2))
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    (Path(a.out) / f"{a.set}.md").write_text(table(results) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
