@@ -155,3 +155,14 @@ def test_demo_runs_end_to_end(tmp_path):
     for s in summary:
         assert (tmp_path / "demo" / "reports" / s["category"] / "report.html").is_file()
         assert s["image_auroc"] is not None
+
+
+def test_training_log_in_a_file_is_short(tmp_path, tiny_dataset):
+    """Output redirected to a file (not a terminal): a line per stage and the summary, no per-step lines."""
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_config().to_dict()))
+    code, out, err = run("train", tiny_dataset, "--out", tmp_path / "m", "--config", config, "--steps", 30)
+    assert code == 0, err
+    lines = (out + err).splitlines()
+    assert len(lines) < 50 and "\r" not in out + err
+    assert any("generator" in x and "done in" in x for x in lines) and "model saved" in out

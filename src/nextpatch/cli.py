@@ -20,11 +20,14 @@ log = logging.getLogger("nextpatch")
 
 
 def _progress_bar(desc: str):
-    """A training progress callback backed by tqdm, one bar per training stage; returns (callback, close).
+    """A training progress callback, one stage at a time; returns (callback, close).
 
-    Stages run at very different rates (a frozen comparator's head steps are ~20x faster than the
-    generator's), so one bar over all steps would show a wrong time left.
+    On a terminal: a tqdm bar per stage (stages run at very different rates: a frozen comparator's head
+    steps are ~20x faster than the generator's, so one bar over all steps would show a wrong time left).
+    Elsewhere (CI, a log file): one line as each stage ends, with its steps, seconds and last losses.
     """
+    if not sys.stderr.isatty():
+        return _stage_lines(desc)
     from tqdm import tqdm
 
     bar, current = None, None
@@ -42,6 +45,30 @@ def _progress_bar(desc: str):
     def close() -> None:
         if bar is not None:
             bar.close()
+
+    return update, close
+
+
+def _stage_lines(desc: str):
+    """The non-terminal progress: a line per finished stage on stderr, none per step."""
+    state = {"stage": None, "step": 0, "losses": {}, "start": time.perf_counter()}
+
+    def flush() -> None:
+        if state["stage"] is None:
+            return
+        losses = " ".join(f"{k} {v:.4f}" for k, v in state["losses"].items() if k != "total")
+        print(f"{desc}: {state['stage']}: {state['step']} done in {time.perf_counter() - state['start']:.0f} s"
+              + (f" ({losses})" if losses else ""), file=sys.stderr, flush=True)
+
+    def update(stage: str, step: int, total: int, losses: dict) -> None:
+        if stage != state["stage"]:
+            flush()
+            state.update(stage=stage, start=time.perf_counter())
+        state.update(step=step, losses=dict(losses))
+
+    def close() -> None:
+        flush()
+        state["stage"] = None
 
     return update, close
 
