@@ -52,7 +52,7 @@ PRESETS: dict[str, dict] = {
     # `nextpatch.train.position_share`). Seeds 0, 1, 2, 100 steps vs 300 (image AUROC): brick +0.021 / 0.000 / +0.024,
     # grass +0.008 / +0.020 / -0.048, gravel +0.034 / +0.012 / -0.016, woven +0.002 / +0.003 / +0.006, grain
     # 1.000; the PCB worse with 100 (-0.009 / -0.039 on seeds 0 / 1). Suite mean 0.948 -> 0.952 image,
-    # 0.955 -> 0.956 pixel AUROC: ahead, though not beyond the seed spread (README "Status"). Why: a
+    # 0.955 -> 0.956 pixel AUROC: ahead, though not beyond the seed spread (docs/benchmarks.md "Status"). Why: a
     # longer-trained generator draws texture detail its two neighbours cannot determine, which the comparator
     # must then tolerate; on an aligned part that detail is determined by the position.
     # Encoder3 reads whole images (`comparator_view = "image"`, 2026-12-02): the real image and, per
@@ -60,12 +60,12 @@ PRESETS: dict[str, dict] = {
     # Seed 0, against patch by patch: suite 0.964 / 0.965 image / pixel AUROC, AUPRO 0.924 (0.960 / 0.956 /
     # 0.901; PCB 0.938 -> 0.964, gravel 0.940 -> 0.926); validation set 0.969 / 0.980 (0.964 / 0.975:
     # bottle +0.007, immunohistochemistry +0.040, carpet -0.023, tiles -0.005 image AUROC); seed 1 0.970 /
-    # 0.977 (0.967 / 0.974: the tissue photograph +0.033, the three others -0.007 each). README "Status".
+    # 0.977 (0.967 / 0.974: the tissue photograph +0.033, the three others -0.007 each). docs/benchmarks.md "Status".
     # The heads train with contrastive margin 0.25 (2026-12-04): a synthetic defect token is pushed to
     # distance 0.25 (1 - cos) from its prediction, no further, instead of to 1.0. Suite seeds 0 / 1 / 2
     # 0.981 / 0.971 / 0.960 image AUROC against margin 1.0's 0.964 / 0.961 / 0.948 (grass 0.904 -> 0.943,
     # gravel 0.926 -> 0.980 on seed 0; brick 0.996 -> 0.979 over the seeds); validation set seeds 0 / 1
-    # 0.973 / 0.974 (0.969 / 0.970; carpet -0.004 / -0.010, the rest ahead). README "Status".
+    # 0.973 / 0.974 (0.969 / 0.970; carpet -0.004 / -0.010, the rest ahead). docs/benchmarks.md "Status".
     "frozen-dinov2": {"model": {**_DINOV2_VITS14, "head_ensemble": 4, "comparator_depth": 2,
                                 "directions": ["right", "left"], "comparator_precision": "auto",
                                 "fusion": "max", "color_weight": 0.5, "comparator_view": "image"},
@@ -74,7 +74,7 @@ PRESETS: dict[str, dict] = {
                                 "contrastive_margin": 0.25}},
 }
 NEEDS_PRETRAINED = {"pretrained", "frozen-dinov2"}  # presets whose weights come from the optional extra
-# Chosen by measurement (benchmarks/suite.py, README "Benchmark"): frozen-dinov2 is the most accurate
+# Chosen by measurement (benchmarks/suite.py, docs/benchmarks.md): frozen-dinov2 is the most accurate
 # preset and trains fastest; scratch is the best one that needs nothing beyond the base install.
 DEFAULT_PRESET = "frozen-dinov2"
 FALLBACK_PRESET = "scratch"

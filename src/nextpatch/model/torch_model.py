@@ -413,7 +413,7 @@ class PatternNet(nn.Module):
 
         The frozen DINOv2 comparator was trained to ignore brightness and colour shifts, which are
         defects here (stains, discoloration); this term sees them. Measured on the default preset
-        (README "Benchmark", ablation "without the colour term").
+        (docs/benchmarks.md, ablation "without the colour term").
         """
         return (pred.unflatten(-1, (-1, 3)).mean(-2) - real.unflatten(-1, (-1, 3)).mean(-2)).norm(dim=-1)
 
