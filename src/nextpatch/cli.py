@@ -188,11 +188,11 @@ def cmd_predict(args) -> int:
             jsonl.flush()
     bar.close()
     for exc in writer.errors:
-        failures += 1
         print(f"warning: a picture was not written: {exc}", file=sys.stderr)
-    print(f"{len(paths) - failures} images scored, {flagged} anomalous, {failures} unreadable; "
-          f"results in {out / 'predictions.jsonl'}")
-    return 1 if failures else 0
+    print(f"{len(paths) - failures} images scored, {flagged} anomalous, {failures} unreadable"
+          + (f", {len(writer.errors)} pictures not written" if writer.errors else "")
+          + f"; results in {out / 'predictions.jsonl'}")
+    return 1 if failures or writer.errors else 0
 
 
 def cmd_evaluate(args) -> int:
@@ -303,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", required=True, metavar="FILE", help="safetensors file to write")
     w.set_defaults(func=cmd_weights_import)
 
+    from .export_cli import BACKENDS
+
     p = sub.add_parser("predict", help="score images with a trained model",
                        description="Score images. Writes OUT_DIR/predictions.jsonl (path, score, is_anomalous; "
                                    "score 1.0 = the threshold), one line as each image is scored, plus a heatmap "
@@ -315,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visuals", choices=["anomalous", "all", "none"], default="anomalous",
                    help="which images get an overlay and a panel PNG (default: the anomalous ones only)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per network pass (default 8)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="run the network with torch (default) or onnxruntime (needs nextpatch[export]; uses "
                         "MODEL_DIR/model.onnx from `nextpatch export`, or exports in memory); MODEL_DIR may be a .onnx file")
     p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda' or 'auto' (default: as trained)")

@@ -1,6 +1,8 @@
 """`nextpatch export`: the verb's parser and command (onnx imports only when it runs)."""
 from __future__ import annotations
 
+BACKENDS = ("torch", "onnx")  # what `predict --backend` and `serve --backend` run the network with
+
 
 def add_parser(sub) -> None:
     """Register `export` on the CLI's subparsers."""

@@ -5,7 +5,7 @@ import logging
 import sys
 
 from ..errors import NextpatchError
-from .registry import BACKENDS
+from ..export_cli import BACKENDS
 
 
 def add_parser(sub) -> None:

@@ -2,8 +2,8 @@
 
 A *predictor* is anything with `.predict(array) -> Prediction` (score, is_anomalous, anomaly_map,
 expected_image, raw_score) and the fitted attributes of a `Detector` (`threshold_`, `config`,
-`training_`, `calibration_`). `load_predictor` makes one per backend: "torch" is `Detector.load`,
-"onnx" the onnxruntime detector of `nextpatch.export` when that module provides one.
+`training_`, `calibration_`). `load_predictor` makes one per backend with `nextpatch.export.load_backend`,
+the same loader as `nextpatch predict --backend`.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from ..errors import NextpatchError
 
 log = logging.getLogger("nextpatch.serve")
 
-BACKENDS = ("torch", "onnx")
 T = TypeVar("T")
 
 
@@ -39,18 +38,9 @@ class Predictor(Protocol):
 
 def load_predictor(model_dir: str | Path, backend: str = "torch", device: str | None = None) -> Predictor:
     """The predictor for `model_dir` on `backend`; errors are one-line `NextpatchError`s."""
-    if backend == "torch":
-        from ..detector import Detector
+    from ..export import load_backend
 
-        return Detector.load(model_dir, device=device)
-    if backend != "onnx":
-        raise NextpatchError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
-    try:
-        from ..export import load_backend
-    except ImportError:
-        raise NextpatchError("the onnx backend is not available in this nextpatch (nextpatch.export has no "
-                             "ONNX predictor); use --backend torch") from None
-    return load_backend(model_dir, backend="onnx", device=device)
+    return load_backend(model_dir, backend=backend, device=device)
 
 
 @dataclass
