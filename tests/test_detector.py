@@ -37,6 +37,22 @@ def test_outputs_at_input_size_and_normalised(trained, tiny_dataset):
     assert p.is_anomalous == (p.score > 1.0)
 
 
+def test_panel_of_a_large_image_is_capped_and_shows_the_defect_where_it_is(trained, tiny_dataset):
+    from nextpatch.viz import colorize, prediction_panel
+
+    image = read_image(list_images(tiny_dataset / "test" / "good")[0])
+    defective, _ = paste_blob(image, 44, 22, 5)
+    big = np.kron(defective, np.ones((24, 12, 1), dtype=np.float32))  # 1536 x 768: tiles shrink to 768 x 384
+    p = trained.predict(big)
+    picture = prediction_panel(big, p, max_side=768)
+    assert picture.shape == (768 + 18, 3 * 384, 3)
+    heat = picture[18:, 2 * 384:].astype(np.float32) / 255  # the overlay tile; red where the map is high
+    hot = colorize(np.full((1, 1), 2.0))[0, 0]
+    closeness = -np.abs(heat - hot).sum(axis=2)
+    y, x = np.unravel_index(closeness.argmax(), closeness.shape)
+    assert abs(y - 44 * 12) <= 8 * 12 and abs(x - 22 * 6) <= 8 * 6  # the defect at (44, 22) of 64 x 64
+
+
 def test_threshold_calibrated_on_held_out_normals(trained):
     cal = trained.calibration_
     assert cal["images"] >= 3

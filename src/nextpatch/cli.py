@@ -149,7 +149,7 @@ def cmd_predict(args) -> int:
     from .data.io import expand_inputs, save_png
     from .evaluate import output_name
     from .export import load_backend
-    from .viz import BackgroundWriter, overlay, panel
+    from .viz import BackgroundWriter, overlay, prediction_panel
 
     if args.batch_size < 1:
         raise NextpatchError(f"--batch-size must be >= 1 (got {args.batch_size})")
@@ -161,7 +161,7 @@ def cmd_predict(args) -> int:
 
     def write_visuals(name: str, image, p) -> None:
         save_png(out / f"{name}_overlay.png", overlay(image, p.anomaly_map))
-        save_png(out / f"{name}_panel.png", panel(image, p.expected_image, p.anomaly_map, score=p.score))
+        save_png(out / f"{name}_panel.png", prediction_panel(image, p))
 
     failures = flagged = 0
     bar = _predict_progress(len(paths))

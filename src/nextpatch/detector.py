@@ -52,12 +52,20 @@ class Prediction:
     @cached_property
     def anomaly_map(self) -> np.ndarray:
         """(H, W) float32, same normalisation as `score` (bilinear from the network's S x S)."""
-        return _resize(self.small_map[None], self.shape)[0].numpy().astype(np.float32, copy=False)
+        return self.map_at(self.shape)
 
     @cached_property
     def expected_image(self) -> np.ndarray:
         """(H, W, 3) float32 in [0, 1]: what the generator expected to see."""
-        return _resize(self.small_expected, self.shape).clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
+        return self.expected_at(self.shape)
+
+    def map_at(self, shape: tuple[int, int]) -> np.ndarray:
+        """The map at another size (h, w), e.g. a picture's smaller one; not cached."""
+        return _resize(self.small_map[None], shape)[0].numpy().astype(np.float32, copy=False)
+
+    def expected_at(self, shape: tuple[int, int]) -> np.ndarray:
+        """The expected image at another size (h, w, 3); not cached."""
+        return _resize(self.small_expected, shape).clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
 
 
 def _resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

@@ -13,7 +13,7 @@ from .data.layouts import Sample, load_mask_for, test_samples
 from .errors import ImageError
 from .metrics import evaluate as compute_metrics
 from .report import write_report
-from .viz import overlay, panel
+from .viz import overlay, prediction_panel
 
 log = logging.getLogger("nextpatch")
 
@@ -97,7 +97,7 @@ def write_outputs(detector, result: dict, kept: list, out: Path, category: Path,
         p = detector.predict(image)
         name = output_name(sample.path, category)
         save_png(images_dir / f"{name}_overlay.png", overlay(image, p.anomaly_map))
-        save_png(images_dir / f"{name}_panel.png", panel(image, p.expected_image, p.anomaly_map, score=p.score))
+        save_png(images_dir / f"{name}_panel.png", prediction_panel(image, p))
         rows[i]["overlay"] = f"images/{name}_overlay.png"
         rows[i]["panel"] = f"images/{name}_panel.png"
     (out / "metrics.json").write_text(json.dumps(

@@ -198,6 +198,9 @@ class OnnxDetector(Detector):
         if threads > 0:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
+        # idle pool threads sleep instead of spinning: the image reader and the picture writer share
+        # the cores with the network (spinning made whole-process predict 4.5x decode instead of 3.6x)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

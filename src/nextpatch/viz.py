@@ -17,6 +17,9 @@ _STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
 _COLORS = np.array([[48, 18, 59], [40, 140, 235], [160, 245, 60], [250, 160, 30], [200, 20, 10]], dtype=np.float32) / 255
 
 DISPLAY_MAX = 2.0  # map value shown as the top of the colour scale
+PANEL_SIDE = 768   # a panel's tiles at most this long: the expected image and the map come from the
+                   # network's S x S (224 by default), so a camera-size panel shows nothing more, and
+                   # encoding a 3840 x 1024 PNG cost ~0.4 s per flagged image (issue 25)
 
 
 _LEVELS = 1024  # colour-scale steps: a table lookup instead of interpolating every pixel (camera-size maps)
@@ -49,6 +52,20 @@ def panel(image: np.ndarray, expected: np.ndarray, amap: np.ndarray, *, score: f
         canvas.paste(Image.fromarray(tile), (i * w, 18))
         draw.text((i * w + 4, 3), label, fill=(0, 0, 0))
     return np.asarray(canvas)
+
+
+def prediction_panel(image: np.ndarray, prediction, *, max_side: int = PANEL_SIDE) -> np.ndarray:
+    """`panel` of a Prediction (see detector.Prediction), each tile at most `max_side` px on its long side.
+
+    image: (H, W, 3) float in [0, 1] -> (h + 18, 3w, 3) uint8 with h, w = H, W scaled to fit `max_side`.
+    """
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if size != (h, w):
+        small = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+        image = np.asarray(small.resize(size[::-1], Image.BILINEAR, reducing_gap=2.0), np.float32) / 255
+    return panel(image, prediction.expected_at(size), prediction.map_at(size), score=prediction.score)
 
 
 class BackgroundWriter:

@@ -450,6 +450,12 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(f, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+# zlib level of written PNGs: 1 encodes a camera-size panel ~5x faster than Pillow's default 6 (0.10 s
+# against 0.55 s for 2304 x 632) for files ~10 % larger; visuals of a production run are written by the
+# thousand (issue 25)
+PNG_LEVEL = 1
+
+
 def save_png(path: str | Path, array: np.ndarray) -> Path:
     """Write an image as 8-bit PNG, creating parent folders.
 
@@ -473,7 +479,7 @@ def save_png(path: str | Path, array: np.ndarray) -> Path:
         raise ValueError(f"save_png expects (H, W) or (H, W, 3), got shape {a.shape}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.ascontiguousarray(a)).save(path, format="PNG")
+        Image.fromarray(np.ascontiguousarray(a)).save(path, format="PNG", compress_level=PNG_LEVEL)
     except OSError as exc:
         reason = f"cannot be written: {_short_reason(exc)}"
         raise ImageError(path, reason, "check that the output folder is writable") from exc

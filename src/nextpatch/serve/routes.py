@@ -125,12 +125,12 @@ def score_upload(served: ServedModel, data: bytes, filename: str, want_overlay: 
            "threshold": float(served.predictor.threshold_), "raw_score": float(p.raw_score),
            "width": int(image.shape[1]), "height": int(image.shape[0])}
     if want_overlay or want_panel:
-        from ..viz import overlay, panel
+        from ..viz import overlay, prediction_panel
 
         if want_overlay:
             out["overlay_png"] = png_b64(overlay(image, p.anomaly_map))
         if want_panel:
-            out["panel_png"] = png_b64(panel(image, p.expected_image, p.anomaly_map, score=p.score))
+            out["panel_png"] = png_b64(prediction_panel(image, p))
     if want_map:
         amap = np.ascontiguousarray(p.anomaly_map, dtype="<f4")
         out["anomaly_map"] = {"shape": list(amap.shape), "dtype": "float32",
