@@ -1,0 +1,115 @@
+"""From distances to maps: bi-directional fusion, the memory of normal beside the comparison, and the
+smoothed pixel map.
+
+The memory's buffers (memory_bank, memory_scale) are created in `PatternNet.__init__`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..config import DIRECTIONS
+from .geometry import as_float
+from .memory import build_bank, nearest_distance
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class MapsMixin:
+    """PatternNet's maps: fusing the directions, the memory of normal, smoothing to pixels."""
+
+    def fuse(self, dist: torch.Tensor) -> torch.Tensor:
+        """Per-triplet distances of all T triplets (N, T, n) -> one distance per token (N, P, n).
+
+        Bi-directional inference: a token predicted from several directions takes the min, mean or max
+        of its distances. "min" (the paper's rationale: a defect in one direction's context does not
+        condemn a normal patch) also lets a defect wider than a patch hide, since some direction then
+        predicts it from defective context; "max" flags a token when any direction finds it wrong.
+        Patches no direction reaches (only with a reduced set of directions) get 0.
+        """
+        n_img, _, n_tok = dist.shape
+        n_patch = self.cfg.grid ** 2
+        _, _, target, direction = self.triplets.unbind(-1)
+        slot = direction * n_patch + target  # (T,) position in a dense (directions x patches) table
+        dense = dist.new_full((n_img, len(DIRECTIONS) * n_patch, n_tok), float("nan"))
+        dense[:, slot] = dist
+        dense = dense.reshape(n_img, len(DIRECTIONS), n_patch, n_tok)
+        if self.cfg.fusion == "min":
+            fused = dense.nan_to_num(nan=float("inf")).amin(dim=1)
+            return torch.where(torch.isinf(fused), torch.zeros_like(fused), fused)
+        if self.cfg.fusion == "max":
+            fused = dense.nan_to_num(nan=-float("inf")).amax(dim=1)
+            return torch.where(torch.isinf(fused), torch.zeros_like(fused), fused)
+        return dense.nanmean(dim=1).nan_to_num(nan=0.0)
+
+    def smooth(self, token_map: torch.Tensor) -> torch.Tensor:
+        """Token-resolution map (N, h, w) -> pixel map (N, S, S): bilinear upsampling, Gaussian smoothing."""
+        size = self.cfg.image_size
+        x = F.interpolate(token_map.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
+        k = self.smoothing.to(x.dtype)
+        r = k.numel() // 2
+        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+        x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+        return x.squeeze(1)
+
+    def prediction_map(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """The paper's comparison, fused over directions: (N, P, n, Dt), (N, T, n, Dt) -> (N, G*s, G*s)."""
+        return self.token_grid(self.fuse(self.triplet_distances(tokens, pred)))
+
+    def memory_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The real image's features at `memory_layers`: tokens (N, P, n, Dt) -> unit features (N, L, Dm)."""
+        with self.comparator_autocast(tokens.device):
+            feats = self.comparator(self.image_tokens(tokens), layers=self.cfg.memory_layers)
+        return F.normalize(feats.float(), dim=-1)
+
+    def memory_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Distance of every token to the memory bank: tokens (N, P, n, Dt) -> (N, G*s, G*s), token resolution."""
+        side = self.cfg.grid * self.cfg.tokens_per_side
+        return nearest_distance(self.memory_features(tokens), self.memory_bank).reshape(-1, side, side)
+
+    @torch.no_grad()
+    def fit_memory(self, images: torch.Tensor, batch_size: int = 8, seed: int = 0) -> int:
+        """Fill the memory bank from normal training images (M, 3, S, S) (uint8 or float in [0, 1]).
+
+        Every token of every image is a candidate; a greedy coreset keeps at most `memory_size` of them.
+        Returns the bank's length (0 and nothing set without a memory).
+        """
+        if not self.cfg.memory_layers:
+            return 0
+        device = self.memory_bank.device
+        feats = [self.memory_features(self.patchify(as_float(images[i:i + batch_size]).to(device))).flatten(0, 1).cpu()
+                 for i in range(0, len(images), batch_size)]
+        self.memory_bank = build_bank(torch.cat(feats), self.cfg.memory_size, seed=seed).to(device)
+        return len(self.memory_bank)
+
+    @torch.no_grad()
+    def fit_memory_scale(self, imgs: torch.Tensor, batch_size: int = 8) -> float:
+        """Set `memory_scale` from held-out normal images (M, 3, S, S): std(prediction map) / std(memory map).
+
+        Both terms then vary equally on normal tokens, so `memory_weight` is their relative weight.
+        Returns the scale (1.0 and nothing set without a memory).
+        """
+        if not self.cfg.memory_layers:
+            return 1.0
+        pred_maps, mem_maps = [], []
+        for i in range(0, len(imgs), batch_size):
+            tokens = self.patchify(imgs[i:i + batch_size].to(self.memory_bank.device))
+            pred_maps.append(self.prediction_map(tokens, self.predict_triplets(tokens)).flatten())
+            mem_maps.append(self.memory_map(tokens).flatten())
+        scale = float(torch.cat(pred_maps).std() / torch.cat(mem_maps).std().clamp(min=1e-8))
+        self.memory_scale.fill_(scale)
+        return scale
+
+
+def _fit_bank_length(module: torch.nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """load_state_dict pre-hook: give `memory_bank` the saved bank's length before it is copied."""
+    bank = state_dict.get(prefix + "memory_bank")
+    if bank is not None and bank.shape != module.memory_bank.shape:
+        module.memory_bank = module.memory_bank.new_zeros(bank.shape)
