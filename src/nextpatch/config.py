@@ -178,6 +178,7 @@ class TrainConfig:
     init_parts: tuple[str, ...] = ("encoder1", "encoder2", "comparator")  # ... these encoders
     freeze_comparator: bool = False  # keep Encoder3 as initialised; stage 2 trains only its projection head
     comparator_lr: float | None = None  # stage 2 learning rate of Encoder3 (None: lr); small to fine-tune pretrained weights
+    mask: str | None = None        # inspection mask image (white = inspect, any size); outside never scores
     seed: int = 0
     threads: int = 0               # torch threads; 0 = torch's default
     device: str = "auto"           # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -114,6 +115,7 @@ class Detector:
         self.threshold_: float | None = None
         self.calibration_: dict = {}
         self.training_: dict = {}
+        self.version_: int = 1
 
     # --------------------------------------------------------------------------------- fitting
     def fit(self, images: ImageLike | Iterable[ImageLike], *,
@@ -143,6 +145,8 @@ class Detector:
 
             log.info("initialised from %s", init_encoders(net, tc.init_checkpoint, parts=tc.init_parts))
         self.net_ = net.to(device)
+        if tc.mask:  # before training's summary and calibration: the threshold is set on masked maps
+            share = self.set_mask(tc.mask)
         self.training_ = train(self.net_, training, tc, progress=progress)
         self.training_["images"] = len(training)
         if self.config.model.memory_layers:
@@ -158,7 +162,41 @@ class Detector:
             self.calibration_["color_scale"] = scales["color_scale"]
         if self.config.model.memory_layers:
             self.calibration_["memory_scale"] = scales["memory_scale"]
+        if tc.mask:
+            self.calibration_["mask"] = {"file": str(tc.mask), "inspected": round(share, 4)}
         return self
+
+    def update(self, images: ImageLike | Iterable[ImageLike], *,
+               progress: Callable[[str, int, int, dict], None] | None = None) -> "Detector":
+        """Absorb new good images without retraining: their tokens join the accepted normals
+        (`nextpatch.model.accepted`), so they and their like pass; the threshold is kept.
+
+        Records what was added in `training_["updates"]`. Returns self.
+        """
+        if self.threshold_ is None:
+            raise NextpatchError("the detector is not fitted: call fit() or Detector.load() before update()")
+        start = time.perf_counter()
+        stack = self._training_stack(images, progress)
+        if len(stack) == 0:
+            raise DataError("update() got no readable good image")
+        info = self._net().fit_accepted(stack, seed=self.config.train.seed)
+        info.update({"images": int(len(stack)), "seconds": round(time.perf_counter() - start, 2),
+                     "when": time.strftime("%Y-%m-%d %H:%M:%S")})
+        self.training_.setdefault("updates", []).append(info)
+        return self
+
+    def set_mask(self, mask: np.ndarray | str | Path) -> float:
+        """The inspection mask: (H, W) values in [0, 1] or an image file, white = inspect, any size
+        (resized to the image). Pixels outside never raise the map or the score. Returns the inspected share."""
+        if isinstance(mask, (str, Path)):
+            mask = read_image(mask).mean(axis=2)
+        mask = np.asarray(mask, dtype=np.float32)
+        if mask.ndim != 2:
+            raise DataError(f"an inspection mask must be (H, W), got shape {mask.shape}")
+        share = self._net().set_mask(torch.from_numpy(mask))
+        if share <= 0:
+            raise DataError("the inspection mask is black everywhere: nothing would be inspected (white = inspect)")
+        return share
 
     def calibrate(self, images: torch.Tensor) -> "Detector":
         """Set the threshold from held-out normal images (M, 3, S, S) in [0, 1]."""
@@ -171,6 +209,7 @@ class Detector:
             threshold = mean + tc.threshold_sigma * max(std, 0.02 * mean)
         self.threshold_ = max(threshold, 1e-8)
         self.calibration_ = {"images": int(len(raw)), "mean": mean, "std": std, "max": float(raw.max()),
+                             "median": float(np.median(raw)), "share_above": float((raw > self.threshold_).mean()),
                              "threshold": self.threshold_, "rule": (f"quantile {1 - tc.false_reject_rate}"
                              if tc.false_reject_rate is not None else f"mean + {tc.threshold_sigma} std")}
         return self
@@ -306,10 +345,12 @@ class Detector:
                 progress("reading images", n, total, {})
         return stack[:n]
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, *, keep_previous: bool = False) -> Path:
+        """Write the model directory; `keep_previous` keeps its current model as the previous version
+        (`nextpatch update`; see `nextpatch.model_io`)."""
         from .model_io import save_detector
 
-        return save_detector(self, path)
+        return save_detector(self, path, keep_previous=keep_previous)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "Detector":
@@ -321,6 +362,7 @@ class Detector:
         detector.net_ = stored.net.to(resolve_device(device or stored.config.train.device)).eval()
         detector.threshold_ = stored.threshold
         detector.calibration_, detector.training_ = stored.calibration, stored.training
+        detector.version_ = int(stored.meta.get("version", 1))
         return detector
 
     def replace_config(self, **model_changes) -> "Detector":

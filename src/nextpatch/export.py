@@ -166,12 +166,12 @@ def export_bytes(detector: Detector, *, weights_sha256: str = "", opset: int = O
 
 def export_model(model_dir: str | Path, out: str | Path | None = None) -> Path:
     """Export the model directory `model_dir` to `out` (default MODEL_DIR/model.onnx). Returns the file."""
-    from .model_io import WEIGHTS, sha256
+    from .model_io import sha256, weights_path
 
     model_dir = Path(model_dir)
     detector = Detector.load(model_dir, device="cpu")
     out = Path(out) if out is not None else model_dir / ONNX_NAME
-    data = export_bytes(detector, weights_sha256=sha256(model_dir / WEIGHTS))
+    data = export_bytes(detector, weights_sha256=sha256(weights_path(model_dir)))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
@@ -261,7 +261,7 @@ def load_backend(model: str | Path, backend: str = "torch", device: str | None =
     if backend != "onnx":
         raise NextpatchError(f"unknown backend {backend!r} (use 'torch' or 'onnx')")
     _require("onnxruntime")
-    from .model_io import WEIGHTS, read_model, sha256
+    from .model_io import read_model, sha256, weights_path
 
     stored = read_model(model)  # checks the directory (and the weights' checksum) first
     cached = model / ONNX_NAME
@@ -272,5 +272,5 @@ def load_backend(model: str | Path, backend: str = "torch", device: str | None =
     torch_detector = Detector(stored.config)
     torch_detector.net_, torch_detector.threshold_ = stored.net, stored.threshold
     torch_detector.calibration_, torch_detector.training_ = stored.calibration, stored.training
-    data = export_bytes(torch_detector, weights_sha256=sha256(model / WEIGHTS))
+    data = export_bytes(torch_detector, weights_sha256=sha256(weights_path(model)))
     return OnnxDetector.from_bytes(data, source=str(model), device=device or "cpu")

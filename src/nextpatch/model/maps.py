@@ -106,10 +106,3 @@ class MapsMixin:
         scale = float(torch.cat(pred_maps).std() / torch.cat(mem_maps).std().clamp(min=1e-8))
         self.memory_scale.fill_(scale)
         return scale
-
-
-def _fit_bank_length(module: torch.nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    """load_state_dict pre-hook: give `memory_bank` the saved bank's length before it is copied."""
-    bank = state_dict.get(prefix + "memory_bank")
-    if bank is not None and bank.shape != module.memory_bank.shape:
-        module.memory_bank = module.memory_bank.new_zeros(bank.shape)

@@ -19,21 +19,23 @@ import torch
 from torch import nn
 
 from ..config import DIRECTIONS, ModelConfig
+from .accepted import AcceptedMixin, accept_dim
 from .comparator import ComparatorMixin, contrastive_loss, native_bfloat16
 from .generator import GeneratorMixin
 from .geometry import PIXEL_MEAN, PIXEL_STD, GridMixin, as_float, triplet_table
-from .maps import MapsMixin, _fit_bank_length, gaussian_kernel1d
+from .maps import MapsMixin, gaussian_kernel1d
 from .vit import Block, ViTEncoder, init_weights
 
 __all__ = ["PIXEL_MEAN", "PIXEL_STD", "PatternNet", "as_float", "contrastive_loss", "gaussian_kernel1d",
            "native_bfloat16", "triplet_table"]
 
 
-class PatternNet(GridMixin, GeneratorMixin, ComparatorMixin, MapsMixin, nn.Module):
+class PatternNet(GridMixin, GeneratorMixin, ComparatorMixin, MapsMixin, AcceptedMixin, nn.Module):
     """Pattern generation network (Encoder1, Encoder2, decoder) + pattern comparison network (Encoder3).
 
     The parts' methods live in one file each: `geometry` (patch grid), `generator`, `comparator`,
-    `maps` (fusion, memory of normal, smoothing); this class owns every parameter and buffer, so saved
+    `maps` (fusion, memory of normal, smoothing), `accepted` (the feedback loop's accepted normals and
+    the inspection mask); this class owns every parameter and buffer, so saved
     weights keep one flat set of names.
     """
 
@@ -74,7 +76,11 @@ class PatternNet(GridMixin, GeneratorMixin, ComparatorMixin, MapsMixin, nn.Modul
         if cfg.memory_layers:  # set at fit time by `fit_memory`; the bank's length comes with the weights
             self.register_buffer("memory_bank", torch.zeros(0, cd * len(cfg.memory_layers)))
             self.register_buffer("memory_scale", torch.ones(()))
-            self.register_load_state_dict_pre_hook(_fit_bank_length)
+        # the feedback loop (`accepted`): set by `fit_accepted` / `set_mask`, saved with the weights
+        self.register_buffer("accepted_bank", torch.zeros(0, accept_dim(cfg)))
+        self.register_buffer("accepted_radius", torch.zeros(()))
+        self.register_buffer("inspect_mask", torch.ones(cfg.image_size, cfg.image_size))
+        self.register_load_state_dict_pre_hook(_fit_saved_state)
         self.register_buffer("triplets", triplet_table(g, cfg.directions), persistent=False)
         # "image" view: triplet -> which expected image holds its prediction (its direction's place in
         # cfg.directions), and the image-token indices of its target patch's n tokens: (T,), (T, n)
@@ -91,7 +97,8 @@ class PatternNet(GridMixin, GeneratorMixin, ComparatorMixin, MapsMixin, nn.Modul
         """imgs (N, 3, S, S) in [0, 1] -> (anomaly map (N, S, S), expected image (N, 3, S, S)).
 
         The token map is the paper's comparison, and with a memory of normal
-        (1 - memory_weight) * comparison + memory_weight * memory_scale * memory distance.
+        (1 - memory_weight) * comparison + memory_weight * memory_scale * memory distance; tokens like
+        accepted normals are gated down (`accepted`), pixels outside the inspection mask are 0.
         """
         tokens = self.patchify(imgs)
         pred = self.predict_triplets(tokens)  # (N, T, n, Dt)
@@ -99,4 +106,23 @@ class PatternNet(GridMixin, GeneratorMixin, ComparatorMixin, MapsMixin, nn.Modul
         if self.cfg.memory_layers:
             w = self.cfg.memory_weight
             token_map = (1 - w) * token_map + w * self.memory_scale * self.memory_map(tokens)
-        return self.smooth(token_map), self.assemble_expected(pred)
+        if self.accepted_bank.shape[0]:
+            token_map = token_map * self.accepted_gate(tokens)
+        return self.apply_mask(self.smooth(token_map)), self.assemble_expected(pred)
+
+
+# buffers a model file of format < 1.6 lacks: loaded as "nothing accepted, everything inspected"
+_FEEDBACK_DEFAULTS = {"accepted_radius": lambda net: torch.zeros(()),
+                      "inspect_mask": lambda net: torch.ones(net.cfg.image_size, net.cfg.image_size),
+                      "accepted_bank": lambda net: torch.zeros(0, accept_dim(net.cfg))}
+
+
+def _fit_saved_state(module: PatternNet, state_dict: dict, prefix: str, *args) -> None:
+    """load_state_dict pre-hook: banks take the saved length before they are copied; older files get
+    the feedback buffers' defaults."""
+    for name, default in _FEEDBACK_DEFAULTS.items():
+        state_dict.setdefault(prefix + name, default(module))
+    for name in ("memory_bank", "accepted_bank"):
+        bank = state_dict.get(prefix + name)
+        if bank is not None and hasattr(module, name) and bank.shape != getattr(module, name).shape:
+            setattr(module, name, getattr(module, name).new_zeros(bank.shape))

@@ -5,19 +5,18 @@ import logging
 import sys
 
 from ..errors import NextpatchError
-from ..export_cli import BACKENDS
+from ..export_cli import BACKENDS, verb_parser
 
 
 def add_parser(sub) -> None:
     """Register `serve` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "serve", help="serve models over HTTP: a REST API and a web page",
+    p = verb_parser(
+        sub, "serve", cmd_serve, many_models=True, extra="serve",
+        help="serve models over HTTP: a REST API and a web page",
         description="Serve one or more trained models: POST /v1/models/NAME/predict (multipart field 'file') "
                     "answers the score, pass/fail and, on request, the overlay and panel PNGs; GET /v1/models "
                     "lists the models, GET /health the state, / is a web page to drop images on, /docs the API "
-                    "reference (offline). Each model is named by its folder name. Needs the optional extra: "
-                    "pip install \"nextpatch[serve]\".")
-    p.add_argument("models", nargs="+", metavar="MODEL_DIR", help="model directories written by `nextpatch train`")
+                    "reference (offline). Each model is named by its folder name.")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -32,7 +31,6 @@ def add_parser(sub) -> None:
     p.add_argument("--queue-size", type=int, default=32, metavar="N",
                    help="requests that may wait for a worker (default 32); more are answered 503 with Retry-After")
     p.add_argument("--device", metavar="DEV", help="'cpu', 'cuda' or 'auto' (default: as trained)")
-    p.set_defaults(func=cmd_serve)
 
 
 def _require_extra() -> None:

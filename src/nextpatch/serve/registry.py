@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from ..drift import ScoreMonitor
 from ..errors import NextpatchError
 
 log = logging.getLogger("nextpatch.serve")
@@ -45,18 +47,40 @@ def load_predictor(model_dir: str | Path, backend: str = "torch", device: str | 
 
 @dataclass
 class ServedModel:
-    """One model as the server shows it: its predictor and what `GET /v1/models` says about it."""
+    """One model as the server shows it: its predictor, what `GET /v1/models` says about it, the
+    recent scores (`drift.ScoreMonitor`), and the feedback loop that updates it in place."""
 
     name: str
     path: Path
     backend: str
     predictor: Predictor
     meta: dict = field(default_factory=dict)  # the model directory's nextpatch.json, when readable
+    monitor: ScoreMonitor | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.monitor is None:
+            self.monitor = ScoreMonitor(self.predictor.calibration_ or {}, self.predictor.threshold_ or 1.0)
+
+    def accept_good(self, image: np.ndarray) -> dict:
+        """Feedback "this image is normal": update the model in memory, save a new version of its directory
+        (atomically: the previous version is kept), and return the update's summary."""
+        if not hasattr(self.predictor, "update") or self.backend != "torch":
+            raise NextpatchError(f"model {self.name!r} runs on --backend {self.backend}; feedback updates the torch "
+                                 "model: serve it with --backend torch, or run `nextpatch update` and export again")
+        with self.lock:  # one update at a time; predictions go on with the old bank until it is swapped
+            self.predictor.update([image])
+            self.predictor.save(self.path, keep_previous=True)
+            self.meta = _read_meta(self.path)
+            self.predictor.version_ = int(self.meta.get("version", 1))
+        return self.predictor.training_["updates"][-1]
 
     def info(self) -> dict:
         p, meta = self.predictor, self.meta
         sha = str(meta.get("weights_sha256", ""))
         return {"name": self.name, "version": sha[:12] or "unknown", "backend": self.backend,
+                "model_version": int(meta.get("version", 1)),
+                "mask": (p.calibration_.get("mask") or {}).get("inspected"),
                 "format_version": str(meta.get("format_version", "")),
                 "nextpatch_version": str(meta.get("nextpatch_version", "")),
                 "threshold": float(p.threshold_), "image_size": int(p.config.model.image_size),

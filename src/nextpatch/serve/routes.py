@@ -10,14 +10,14 @@ from importlib import resources
 from pathlib import Path, PurePath
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Security, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Security, UploadFile
 from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader
 
 from .. import __version__
 from ..errors import ImageError, NextpatchError
 from .registry import InferenceQueue, ModelRegistry, ServedModel
-from .schemas import ErrorOut, HealthOut, ModelList, PredictionOut
+from .schemas import ErrorOut, FeedbackOut, HealthOut, ModelList, PredictionOut, StatsOut
 
 STATIC = resources.files("nextpatch.serve") / "static"
 API_KEY_HEADER = "X-API-Key"
@@ -65,27 +65,58 @@ async def list_models(registry: ModelRegistry = Depends(get_registry)) -> ModelL
     return ModelList(models=[m.info() for m in registry])
 
 
+def served_model(name: str, registry: ModelRegistry = Depends(get_registry)) -> ServedModel:
+    served = registry.get(name)
+    if served is None:
+        raise HTTPException(404, f"no model named {name!r}; this server has: {', '.join(registry.names())} "
+                                 "(GET /v1/models lists them)")
+    return served
+
+
 @models.post("/models/{name}/predict", response_model=PredictionOut, summary="score one image",
              responses={413: {"model": ErrorOut, "description": "upload over --max-upload-mb"},
                         415: {"model": ErrorOut, "description": "the file is not a readable image"},
                         422: {"model": ErrorOut, "description": "no file, or an empty one"},
                         503: {"model": ErrorOut, "description": "queue full: retry after Retry-After seconds"}})
-async def predict(name: str, file: UploadFile = File(description="the image: PNG, JPEG, BMP or TIFF"),
+async def predict(file: UploadFile = File(description="the image: PNG, JPEG, BMP or TIFF"),
                   overlay: bool = Query(False, description="add overlay_png, the heatmap over the image"),
                   panel: bool = Query(False, description="add panel_png: actual | expected | heatmap"),
                   include_map: bool = Query(False, alias="map", description="add the anomaly map (float32, base64)"),
-                  registry: ModelRegistry = Depends(get_registry),
+                  served: ServedModel = Depends(served_model),
                   queue: InferenceQueue = Depends(get_queue)) -> PredictionOut:
-    served = registry.get(name)
-    if served is None:
-        raise HTTPException(404, f"no model named {name!r}; this server has: {', '.join(registry.names())} "
-                                 "(GET /v1/models lists them)")
     filename = PurePath(file.filename or "upload").name
     data = await file.read()
     if not data:
         raise HTTPException(422, f"{filename}: the uploaded file is empty")
     result = await queue.run(score_upload, served, data, filename, overlay, panel, include_map)
+    served.monitor.add(result["score"])
     return PredictionOut(**result)
+
+
+@models.post("/models/{name}/feedback", response_model=FeedbackOut,
+             summary="mark an image as normal: the model absorbs it in place and saves a new version",
+             responses={409: {"model": ErrorOut, "description": "the model runs on onnx: feedback needs torch"},
+                        413: {"model": ErrorOut, "description": "upload over --max-upload-mb"},
+                        415: {"model": ErrorOut, "description": "the file is not a readable image"},
+                        422: {"model": ErrorOut, "description": "no file, or a label other than 'good'"},
+                        503: {"model": ErrorOut, "description": "queue full: retry after Retry-After seconds"}})
+async def feedback(file: UploadFile = File(description="the image an inspector found normal"),
+                   label: str = Form(description="'good' (the only label so far)"),
+                   served: ServedModel = Depends(served_model),
+                   queue: InferenceQueue = Depends(get_queue)) -> FeedbackOut:
+    if label != "good":
+        raise HTTPException(422, f"label {label!r} is not supported: send label=good for an image that is normal")
+    filename = PurePath(file.filename or "upload").name
+    data = await file.read()
+    if not data:
+        raise HTTPException(422, f"{filename}: the uploaded file is empty")
+    return FeedbackOut(**await queue.run(accept_upload, served, data, filename))
+
+
+@models.get("/models/{name}/stats", response_model=StatsOut,
+            summary="recent scores against the calibration: says when they drift")
+async def stats(served: ServedModel = Depends(served_model)) -> StatsOut:
+    return StatsOut(model=served.name, **served.monitor.stats())
 
 
 # ------------------------------------------------------------------------------------- inference
@@ -137,6 +168,21 @@ def score_upload(served: ServedModel, data: bytes, filename: str, want_overlay: 
                               "data": base64.b64encode(amap.tobytes()).decode("ascii")}
     out["ms"] = round((time.perf_counter() - start) * 1000, 2)
     return out
+
+
+def accept_upload(served: ServedModel, data: bytes, filename: str) -> dict:
+    """Feedback "good" for one upload: its score before and after the update."""
+    start = time.perf_counter()
+    image = decode_upload(data, filename)
+    before = served.predictor.predict(image).score
+    try:
+        info = served.accept_good(image)
+    except NextpatchError as exc:
+        raise HTTPException(409, str(exc)) from None
+    after = served.predictor.predict(image).score
+    return {"model": served.name, "filename": filename, "label": "good", "model_version": served.predictor.version_,
+            "score_before": before, "score_after": after, "accepted_rows": info["rows"], "radius": info["radius"],
+            "ms": round((time.perf_counter() - start) * 1000, 2)}
 
 
 # -------------------------------------------------------------------------------------- web page

@@ -31,6 +31,8 @@ class ModelInfo(BaseModel):
     backend: str = Field(examples=["torch"])
     format_version: str
     nextpatch_version: str = Field(description="nextpatch version that trained it")
+    model_version: int = Field(1, description="the model directory's version: 1 as trained, +1 per update / feedback")
+    mask: float | None = Field(None, description="share of the image inside the inspection mask; null: no mask")
     threshold: float = Field(description="raw score at which an image is anomalous; scores below are raw / threshold")
     image_size: int = Field(description="side of the square the network sees, in pixels")
     training: dict[str, Any] = Field(description="training summary: images, steps, seconds, final losses")
@@ -61,3 +63,28 @@ class PredictionOut(BaseModel):
     panel_png: str | None = Field(default=None,
                                   description="base64 PNG: actual | expected | heatmap (?panel=true)")
     anomaly_map: AnomalyMap | None = Field(default=None, description="the map itself (?map=true)")
+
+
+class FeedbackOut(BaseModel):
+    model: str
+    filename: str
+    label: str = Field(examples=["good"])
+    model_version: int = Field(description="the model's version after this feedback (saved to its directory)")
+    score_before: float = Field(description="the image's score before the update")
+    score_after: float = Field(description="its score now: <= 1.0 once it passes")
+    accepted_rows: int = Field(description="feature rows of accepted normals the model now holds")
+    radius: float = Field(description="distance within which a token counts as an accepted normal")
+    ms: float
+
+
+class StatsOut(BaseModel):
+    model: str
+    count: int = Field(description="scores in the window")
+    total: int = Field(description="scores since the server started")
+    window: int
+    share_above: float = Field(description="share of the window's images above the threshold")
+    expected_share: float = Field(description="what the calibration images predict")
+    median_passing: float | None = Field(description="median score of the window's passing images")
+    expected_median: float = Field(description="the calibration images' median score")
+    drift: bool = Field(description="true when either moved beyond what the calibration predicts")
+    reasons: list[str] = Field(description="one line per moved statistic")
