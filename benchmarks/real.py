@@ -7,7 +7,9 @@ Per category and seed: one Detector fit of the default preset with a memory of n
 `--memory-layers`; its inference-only variants read the same fitted weights (`Detector.replace_config`):
 `prediction` (the paper's comparison alone, the current default), `memory` (memory alone),
 `both@w` (fused with memory_weight w). Beside them `knn`: `benchmarks/knn_baseline.py`'s FeatureKNN on
-the same DINOv2 weights (block `--knn-depth`, full memory). Metrics from nextpatch's own
+the same DINOv2 weights (block `--knn-depth`, full memory, whole images at 224 px, the team's baseline)
+and, with `--tile-resolution R` (nextpatch scores tiles at up to R px, `nextpatch.tiling`), `knn-tiled`:
+the same kNN on the same tiles, so that what tiling earns is not credited to nextpatch's own parts. Metrics from nextpatch's own
 `evaluate_category`; writes OUT/<set>/<category>_s<seed>.json as each finishes, and OUT/<set>.md.
 """
 from __future__ import annotations
@@ -23,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: list[float], knn_depth: int) -> dict:
+def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: list[float], knn_depth: int,
+            tile_resolution: int = 0) -> dict:
     from knn_baseline import FeatureKNN
 
     from nextpatch.data.layouts import train_images
@@ -34,6 +37,7 @@ def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: 
     config = preset_config(DEFAULT_PRESET)
     config.train.seed = seed
     config.model.memory_layers, config.model.memory_weight = memory_layers, weights[0]
+    config.model.tile_resolution = tile_resolution
     start = time.perf_counter()
     detector = Detector(config).fit(category)
     train_s = time.perf_counter() - start
@@ -47,13 +51,16 @@ def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: 
         m = r["metrics"]
         rows[name] = {"image_auroc": m["image_auroc"], "pixel_auroc": m["pixel_auroc"],
                       "predict_ms": r["predict_ms_per_image"]}
-    start = time.perf_counter()
-    knn = FeatureKNN(depth=knn_depth, mode="image", coreset=1.0, seed=seed).fit(train_images(category))
-    knn_s = time.perf_counter() - start
-    r = evaluate_category(knn, category, None, progress=False)
-    rows["knn"] = {"image_auroc": r["metrics"]["image_auroc"], "pixel_auroc": r["metrics"]["pixel_auroc"],
-                   "predict_ms": r["predict_ms_per_image"], "train_s": round(knn_s, 1)}
+    for name, tiles in [("knn", 0)] + ([("knn-tiled", tile_resolution)] if tile_resolution else []):
+        start = time.perf_counter()
+        knn = FeatureKNN(depth=knn_depth, mode="image", coreset=1.0, seed=seed,
+                         tile_resolution=tiles).fit(train_images(category))
+        knn_s = time.perf_counter() - start
+        r = evaluate_category(knn, category, None, progress=False)
+        rows[name] = {"image_auroc": r["metrics"]["image_auroc"], "pixel_auroc": r["metrics"]["pixel_auroc"],
+                      "predict_ms": r["predict_ms_per_image"], "train_s": round(knn_s, 1)}
     return {"category": category.name, "seed": seed, "memory_layers": list(memory_layers),
+            "tile_resolution": tile_resolution, "tiles": detector.training_.get("tiles"),
             "train_s": round(train_s, 1), "memory_bank": detector.training_.get("memory_bank"),
             "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "variants": rows}
 
@@ -80,6 +87,8 @@ def main() -> None:
     ap.add_argument("--memory-layers", type=int, nargs="+", default=[8])
     ap.add_argument("--weights", type=float, nargs="+", default=[0.5, 0.25])
     ap.add_argument("--knn-depth", type=int, default=8)
+    ap.add_argument("--tile-resolution", type=int, default=0,
+                    help="model.tile_resolution: score tiles of images resized to this long side (0: whole at 224)")
     ap.add_argument("--out", default=str(HERE / "out" / "real"))
     a = ap.parse_args()
     root = Path(a.data) / a.set
@@ -89,7 +98,7 @@ def main() -> None:
     results = []
     for seed in a.seeds:
         for c in cats:
-            r = run_one(root / c, seed, tuple(a.memory_layers), a.weights, a.knn_depth)
+            r = run_one(root / c, seed, tuple(a.memory_layers), a.weights, a.knn_depth, a.tile_resolution)
             (out / f"{c}_s{seed}.json").write_text(json.dumps(r, indent=2))
             results.append(r)
             print(json.dumps(r), flush=True)

@@ -27,6 +27,8 @@ FUSIONS = ("min", "mean", "max")
 @dataclass
 class ModelConfig:
     image_size: int = 256          # S: images are resized to S x S for the model
+    tile_resolution: int = 0       # > 0: images keep their aspect, long side min(own, this) px, and are scored as
+                                   # overlapping S x S tiles (`nextpatch.tiling`); 0: each image resized whole to S x S
     patch_size: int = 32           # p: the patch grid is (S/p) x (S/p)
     token_size: int = 8            # t: a patch holds (p/t)^2 tokens of t x t pixels
     width: int = 128               # D of every ViT
@@ -72,6 +74,9 @@ class ModelConfig:
             raise ConfigError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.patch_size % self.token_size:
             raise ConfigError(f"patch_size {self.patch_size} is not a multiple of token_size {self.token_size}")
+        if self.tile_resolution and self.tile_resolution < self.image_size:
+            raise ConfigError(f"tile_resolution must be 0 (off) or at least image_size ({self.image_size}), "
+                              f"got {self.tile_resolution}")
         if self.image_size // self.patch_size < 3:
             raise ConfigError("the patch grid needs at least 3 patches per side (image_size >= 3 * patch_size)")
         if self.width % self.heads:

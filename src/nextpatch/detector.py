@@ -27,6 +27,7 @@ from .data.io import expand_inputs, read_image
 from .data.layouts import train_images
 from .errors import DataError, ImageError, NextpatchError
 from .model.torch_model import PatternNet
+from .tiling import split_tiles, tiles_of, to_working_input
 from .train import train
 
 log = logging.getLogger("nextpatch")
@@ -38,21 +39,22 @@ ImageLike = str | Path | np.ndarray
 class Prediction:
     """What the detector says about one image.
 
-    The score is computed at the network's resolution S; `anomaly_map` and `expected_image` are that
-    result resized once to the input image's own size (H, W), on first access: a caller that only reads
-    the score (most images of a production run) pays no full-size resize.
+    The score is computed at the working resolution (S x S, or the stitched tiles' h' x w' with
+    `model.tile_resolution`; `nextpatch.tiling`); `anomaly_map` and `expected_image` are that result
+    resized once to the input image's own size (H, W), on first access: a caller that only reads the
+    score (most images of a production run) pays no full-size resize.
     """
 
     score: float                 # normalised: 1.0 = the threshold
     is_anomalous: bool
     raw_score: float             # before normalisation
     shape: tuple[int, int]       # (H, W) of the input image
-    small_map: torch.Tensor = field(repr=False)       # (S, S) float32, same normalisation as `score`
-    small_expected: torch.Tensor = field(repr=False)  # (3, S, S) float32 in [0, 1]
+    small_map: torch.Tensor = field(repr=False)       # (h', w') float32, same normalisation as `score`
+    small_expected: torch.Tensor = field(repr=False)  # (3, h', w') float32 in [0, 1]
 
     @cached_property
     def anomaly_map(self) -> np.ndarray:
-        """(H, W) float32, same normalisation as `score` (bilinear from the network's S x S)."""
+        """(H, W) float32, same normalisation as `score` (bilinear from the working resolution)."""
         return self.map_at(self.shape)
 
     @cached_property
@@ -70,7 +72,7 @@ class Prediction:
 
 
 def _resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """(C, S, S) -> (C, H, W), bilinear; unchanged when already that size."""
+    """(C, h, w) -> (C, H, W), bilinear; unchanged when already that size."""
     if tuple(x.shape[-2:]) == tuple(shape):
         return x
     return F.interpolate(x[None], size=tuple(shape), mode="bilinear", align_corners=False)[0]
@@ -89,11 +91,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def to_model_input(image: np.ndarray, size: int) -> torch.Tensor:
-    """(H, W, 3) float [0, 1] -> (3, size, size) float tensor (antialiased bilinear resize)."""
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x[0].clamp(0, 1)
+    """(H, W, 3) float [0, 1] -> (3, size, size) float tensor (antialiased bilinear resize), the whole image."""
+    return to_working_input(image, size, 0)
 
 
 class Detector:
@@ -127,16 +126,18 @@ class Detector:
         Part of the images (`train.calibration_fraction`) is held out to set the threshold.
         """
         tc = self.config.train
-        stack = self._training_stack(images, progress)
+        inputs = self._read_inputs(images, progress)
         min_images = tc.min_calibration_images + 2
-        if len(stack) < min_images:
-            raise DataError(f"training needs at least {min_images} good images, got {len(stack)}")
+        if len(inputs) < min_images:
+            raise DataError(f"training needs at least {min_images} good images, got {len(inputs)}")
         if tc.threads > 0:
             torch.set_num_threads(tc.threads)
         device = resolve_device(tc.device)
-        perm = torch.randperm(len(stack), generator=torch.Generator().manual_seed(tc.seed))
-        n_cal = max(tc.min_calibration_images, int(round(tc.calibration_fraction * len(stack))))
-        calibration, training = stack[perm[:n_cal]], stack[perm[n_cal:]]
+        perm = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(tc.seed)).tolist()
+        n_cal = max(tc.min_calibration_images, int(round(tc.calibration_fraction * len(inputs))))
+        # images are held out whole (their score is the stitched map's); the networks learn from tiles
+        calibration = [inputs[i].float() / 255.0 for i in perm[:n_cal]]
+        training = self._tiles([inputs[i] for i in perm[n_cal:]])
 
         torch.manual_seed(tc.seed)
         net = PatternNet(self.config.model)
@@ -148,16 +149,18 @@ class Detector:
         if tc.mask:  # before training's summary and calibration: the threshold is set on masked maps
             share = self.set_mask(tc.mask)
         self.training_ = train(self.net_, training, tc, progress=progress)
-        self.training_["images"] = len(training)
+        self.training_["images"] = len(inputs) - n_cal
+        if len(training) != len(inputs) - n_cal:
+            self.training_["tiles"] = len(training)
         if self.config.model.memory_layers:
             if progress is not None:
                 progress("memory of normal", 0, 1, {})
             self.training_["memory_bank"] = self.net_.fit_memory(training, seed=tc.seed)
-        held_out = calibration.float() / 255.0
+        held_out = self._tiles(calibration)
         # the terms' scales before the threshold, which depends on them; colour first (the memory's
         # scale is measured against the whole comparison, colour term included)
         scales = {"color_scale": self.net_.fit_color_scale(held_out), "memory_scale": self.net_.fit_memory_scale(held_out)}
-        self.calibrate(held_out)
+        self.calibrate(calibration)
         if self.config.model.color_weight > 0:
             self.calibration_["color_scale"] = scales["color_scale"]
         if self.config.model.memory_layers:
@@ -191,6 +194,9 @@ class Detector:
         if isinstance(mask, (str, Path)):
             mask = read_image(mask).mean(axis=2)
         mask = np.asarray(mask, dtype=np.float32)
+        if self.config.model.tile_resolution > 0:
+            raise DataError("an inspection mask is not supported with model.tile_resolution > 0 yet (the mask "
+                            "covers the network's S x S input, not a tiled image): set tile_resolution = 0")
         if mask.ndim != 2:
             raise DataError(f"an inspection mask must be (H, W), got shape {mask.shape}")
         share = self._net().set_mask(torch.from_numpy(mask))
@@ -198,8 +204,8 @@ class Detector:
             raise DataError("the inspection mask is black everywhere: nothing would be inspected (white = inspect)")
         return share
 
-    def calibrate(self, images: torch.Tensor) -> "Detector":
-        """Set the threshold from held-out normal images (M, 3, S, S) in [0, 1]."""
+    def calibrate(self, images: Sequence[torch.Tensor]) -> "Detector":
+        """Set the threshold from held-out normal images: working inputs [(3, h, w)] in [0, 1] (or (M, 3, S, S))."""
         raw = self._raw_scores(images)
         tc = self.config.train
         mean, std = float(raw.mean()), float(raw.std()) if len(raw) > 1 else 0.0
@@ -222,19 +228,25 @@ class Detector:
         amap, expected = net(batch.to(device))
         return amap.cpu(), expected.cpu()
 
-    def _raw_scores(self, images: torch.Tensor, batch_size: int = 8) -> np.ndarray:
-        scores = [self._image_scores(self._forward(images[i:i + batch_size])[0])
-                  for i in range(0, len(images), batch_size)]
-        return torch.cat(scores).numpy()
+    def _maps(self, inputs: Sequence[torch.Tensor], batch_size: int = 8) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Working inputs [(3, h, w)] in [0, 1] -> raw anomaly maps [(h, w)] and expected images [(3, h, w)]:
+        the network on every tile (`batch_size` tiles at a time), stitched back per input."""
+        tiles, layouts = tiles_of(list(inputs), self.config.model.image_size)
+        outs = [self._forward(tiles[i:i + batch_size]) for i in range(0, len(tiles), batch_size)]
+        amaps, expected = torch.cat([a for a, _ in outs]), torch.cat([e for _, e in outs])
+        return ([lay.stitch(m) for lay, m in zip(layouts, split_tiles(amaps, layouts))],
+                [lay.stitch(e) for lay, e in zip(layouts, split_tiles(expected, layouts))])
 
-    def _image_scores(self, maps: torch.Tensor) -> torch.Tensor:
-        """Anomaly maps (N, S, S) -> image scores (N,): max, or mean of the top fraction."""
-        flat = maps.flatten(1)
+    def _raw_scores(self, images: Sequence[torch.Tensor], batch_size: int = 8) -> np.ndarray:
+        return torch.stack([self._image_score(m) for m in self._maps(images, batch_size)[0]]).numpy()
+
+    def _image_score(self, amap: torch.Tensor) -> torch.Tensor:
+        """One raw anomaly map (h, w) -> the image's raw score: its max, or the mean of its top fraction."""
+        flat = amap.flatten()
         topk = self.config.model.score_topk
         if topk <= 0:
-            return flat.amax(dim=1)
-        k = max(1, int(topk * flat.shape[1]))
-        return flat.topk(k, dim=1).values.mean(dim=1)
+            return flat.amax()
+        return flat.topk(max(1, int(topk * flat.numel()))).values.mean()
 
     def score_samples(self, images: Sequence[ImageLike]) -> np.ndarray:
         """Raw (unnormalised) anomaly scores, higher = more abnormal."""
@@ -246,28 +258,32 @@ class Detector:
 
     def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
         """Score several images; each result is at its own image's size."""
-        size = self.config.model.image_size
         out: list[Prediction] = []
         for i in range(0, len(images), batch_size):
             arrays = [read_image(x) if isinstance(x, (str, Path)) else _check_array(x) for x in images[i:i + batch_size]]
-            out += self.predict_inputs(torch.stack([to_model_input(a, size) for a in arrays]), [a.shape[:2] for a in arrays])
+            out += self.predict_inputs([self.model_input(a) for a in arrays], [a.shape[:2] for a in arrays])
         return out
 
-    def predict_inputs(self, batch: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[Prediction]:
-        """Score model inputs (N, 3, S, S) in [0, 1] (see `to_model_input`) of images of sizes `shapes` (N x (H, W)).
+    def model_input(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) float [0, 1] -> the working input (3, h', w'): (3, S, S), or the size its tiles cover."""
+        m = self.config.model
+        return to_working_input(image, m.image_size, m.tile_resolution)
 
-        Scores and normalisation happen at the network's resolution S; each Prediction resizes its map to
+    def predict_inputs(self, inputs: Sequence[torch.Tensor], shapes: Sequence[tuple[int, int]]) -> list[Prediction]:
+        """Score working inputs [(3, h', w')] in [0, 1] (see `model_input`) of images of sizes `shapes` (N x (H, W)).
+
+        Scores and normalisation happen at the working resolution; each Prediction resizes its map to
         (H, W) only when it is read.
         """
         if self.threshold_ is None:
             raise NextpatchError("the detector is not fitted: call fit() or Detector.load()")
-        amap, expected = self._forward(batch)
-        raw = self._image_scores(amap)
+        amaps, expected = self._maps(inputs)
         out = []
-        for shape, m, e, r in zip(shapes, amap / self.threshold_, expected, raw.tolist()):
+        for shape, m, e in zip(shapes, amaps, expected):
+            r = float(self._image_score(m))
             score = r / self.threshold_
             out.append(Prediction(score=score, is_anomalous=bool(score > 1.0), raw_score=r, shape=tuple(shape),
-                                  small_map=m, small_expected=e))
+                                  small_map=m / self.threshold_, small_expected=e))
         return out
 
     def predict_stream(self, paths: Iterable[Path], batch_size: int = 8, readers: int = 1
@@ -279,19 +295,17 @@ class Detector:
         the batch size (about 2 batches of decoded images), not by the number of files (`paths` may be a
         generator).
         """
-        size = self.config.model.image_size
-
         def load(path: Path):
             try:
                 image = read_image(path)
             except ImageError as exc:
                 return path, exc, None, None
-            return path, None, image, to_model_input(image, size)
+            return path, None, image, self.model_input(image)
 
         def scored(batch: list) -> list:
             if not batch:
                 return []
-            preds = self.predict_inputs(torch.stack([x for _, _, x in batch]), [image.shape[:2] for _, image, _ in batch])
+            preds = self.predict_inputs([x for _, _, x in batch], [image.shape[:2] for _, image, _ in batch])
             return [(path, p, image) for (path, image, _), p in zip(batch, preds)]
 
         batch: list = []
@@ -315,11 +329,20 @@ class Detector:
 
     def _training_stack(self, images: ImageLike | Iterable[ImageLike],
                         progress: Callable[[str, int, int, dict], None] | None = None) -> torch.Tensor:
-        """Training images as one (N, 3, S, S) uint8 tensor at the model's input size.
+        """Images as the network learns from them: every tile of each, one (K, 3, S, S) uint8 tensor."""
+        return self._tiles(self._read_inputs(images, progress))
 
-        Images are read and resized one at a time, so memory grows with the model's size, not the
-        files': 800 images of 1024 x 1024 would take 10 GB as float arrays, here 120 MB. Arrays come
-        first, then files, in the order given; an unreadable file is skipped with a warning naming it.
+    def _tiles(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Working inputs [(3, h, w)] -> all their tiles (K, 3, S, S), same dtype."""
+        return tiles_of(list(inputs), self.config.model.image_size)[0]
+
+    def _read_inputs(self, images: ImageLike | Iterable[ImageLike],
+                     progress: Callable[[str, int, int, dict], None] | None = None) -> list[torch.Tensor]:
+        """Images as uint8 working inputs [(3, h', w')] (`model_input`).
+
+        Images are read and resized one at a time, so memory grows with the working size, not the
+        files': 800 images of 1024 x 1024 would take 10 GB as float arrays, 120 MB at 224 x 224. Arrays
+        come first, then files, in the order given; an unreadable file is skipped with a warning naming it.
         """
         if isinstance(images, (str, Path)):
             items: list = train_images(images)
@@ -330,20 +353,17 @@ class Detector:
         arrays = [x for x in items if isinstance(x, np.ndarray)]
         files = [Path(x) for x in items if not isinstance(x, np.ndarray)]
         files = expand_inputs(files) if files else []
-        size, total = self.config.model.image_size, len(arrays) + len(files)
-        stack = torch.empty((total, 3, size, size), dtype=torch.uint8)
-        n = 0
+        total, out = len(arrays) + len(files), []
         for item in [*arrays, *files]:
             try:
                 image = _check_array(item) if isinstance(item, np.ndarray) else read_image(item)
             except ImageError as err:
                 log.warning("skipped: %s", err)
                 continue
-            stack[n] = (to_model_input(image, size) * 255).round().to(torch.uint8)
-            n += 1
+            out.append((self.model_input(image) * 255).round().to(torch.uint8))
             if progress is not None:
-                progress("reading images", n, total, {})
-        return stack[:n]
+                progress("reading images", len(out), total, {})
+        return out
 
     def save(self, path: str | Path, *, keep_previous: bool = False) -> Path:
         """Write the model directory; `keep_previous` keeps its current model as the previous version

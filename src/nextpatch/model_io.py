@@ -40,7 +40,8 @@ FORMAT = "nextpatch-model"
 # tensors (older files load without a memory of normal, as they were trained).
 # 1.6: accepted_bank / accepted_radius / inspect_mask tensors, train.mask, version / weights_file /
 # previous (older files: nothing accepted, everything inspected, version 1 in model.safetensors).
-FORMAT_VERSION = (1, 6)
+# 1.7: model.tile_resolution (older files: 0, each image scored whole at S x S).
+FORMAT_VERSION = (1, 7)
 WEIGHTS, META = "model.safetensors", "nextpatch.json"
 
 

@@ -1,0 +1,84 @@
+"""Scoring at (close to) native resolution: overlapping tiles that keep the aspect ratio."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nextpatch.data.io import list_images, read_image
+from nextpatch.tiling import Layout, tile_starts, tiles_of, working_size
+
+from .conftest import paste_blob, tiny_config
+
+
+@pytest.mark.parametrize("h, w", [(1616, 1000), (460, 1130), (300, 300), (100, 630), (224, 224)])
+def test_working_size_keeps_the_aspect_and_bounds_the_long_side(h, w):
+    wh, ww = working_size(h, w, 224, 448)
+    assert max(wh, ww) <= max(448, round(224 * max(h, w) / min(h, w)))  # only a thin image goes past R
+    assert min(wh, ww) >= 224
+    assert abs(wh / ww - h / w) < 0.02 * h / w
+    assert working_size(h, w, 224, 0) == (224, 224)
+
+
+@pytest.mark.parametrize("length", [224, 225, 300, 448, 449, 1000])
+def test_tiles_cover_the_image_with_the_fewest_windows(length):
+    starts = tile_starts(length, 224)
+    assert len(starts) == -(-length // 224)
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[s:s + 224] = True
+    assert covered.all() and starts[-1] + 224 == length
+
+
+def test_stitching_the_tiles_of_an_image_gives_it_back():
+    image = torch.rand(3, 300, 500)
+    tiles, (layout,) = tiles_of([image], 224)
+    assert tiles.shape == (len(layout), 3, 224, 224) == (6, 3, 224, 224)
+    torch.testing.assert_close(layout.stitch(tiles), image)
+    # a value seen by one tile only lands where that tile lies
+    marks = torch.zeros(len(layout), 224, 224)
+    marks[-1] = 1.0
+    stitched = Layout.of(300, 500, 224).stitch(marks)
+    assert stitched[-1, -1] == 1.0 and stitched[0, 0] == 0.0
+
+
+@pytest.fixture(scope="module")
+def large_dataset(tmp_path_factory):
+    """192 x 192 'woven' images: a 64 px network sees them at 3x smaller scale when they are resized whole."""
+    from nextpatch.data.procedural import make_category
+
+    return make_category(tmp_path_factory.mktemp("large"), "woven", n_train=16, n_test_good=6, n_test_per_defect=1,
+                         size=192, seed=2)
+
+
+@pytest.fixture(scope="module")
+def tiled(large_dataset):
+    from nextpatch.detector import Detector
+
+    config = tiny_config(steps=150)
+    config.model = dataclasses.replace(config.model, tile_resolution=192)
+    torch.manual_seed(0)
+    return Detector(config).fit(large_dataset)
+
+
+def test_a_small_defect_on_a_large_image_is_found_where_it_is(tiled, large_dataset):
+    normals = [read_image(p) for p in list_images(large_dataset / "test" / "good")]
+    assert tiled.training_["tiles"] == 9 * tiled.training_["images"]  # 3 x 3 tiles of 64 px per 192 px image
+    normal_scores = [tiled.predict(x).score for x in normals]
+    spots = [(40, 150), (100, 30), (160, 100), (70, 70), (130, 170), (30, 40)]
+    defects = [paste_blob(x, cy, cx, 3)[0] for x, (cy, cx) in zip(normals, spots)]  # 3 px: 1 px if shrunk whole
+    predictions = [tiled.predict(x) for x in defects]
+    assert min(p.score for p in predictions) > max(normal_scores)
+    for p, (cy, cx) in zip(predictions, spots):
+        assert p.anomaly_map.shape == (192, 192) and p.expected_image.shape == (192, 192, 3)
+        y, x = np.unravel_index(p.anomaly_map.argmax(), p.anomaly_map.shape)
+        assert abs(y - cy) <= 12 and abs(x - cx) <= 12
+
+
+def test_tiled_model_saves_loads_and_scores_the_same(tiled, large_dataset, tmp_path):
+    from nextpatch.detector import Detector
+
+    image = read_image(list_images(large_dataset / "test" / "good")[0])
+    back = Detector.load(tiled.save(tmp_path / "m"))
+    assert back.config.model.tile_resolution == 192
+    assert back.predict(image).score == pytest.approx(tiled.predict(image).score, rel=1e-5)
