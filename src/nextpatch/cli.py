@@ -167,7 +167,8 @@ def cmd_predict(args) -> int:
         save_png(out / f"{name}_panel.png", prediction_panel(image, p))
 
     failures = flagged = 0
-    monitor = ScoreMonitor(detector.calibration_, detector.threshold_, window=max(500, len(paths)))
+    monitor = ScoreMonitor(detector.calibration_, detector.threshold_, window=max(500, len(paths)),
+                           updated=bool((getattr(detector, "training_", None) or {}).get("updates")))
     bar = _predict_progress(len(paths))
     # each line is written (and flushed) as its image is scored: an interrupted run keeps what it scored
     with open(out / "predictions.jsonl", "w") as jsonl, BackgroundWriter(workers=1) as writer:

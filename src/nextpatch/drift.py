@@ -12,6 +12,10 @@ same: `ScoreMonitor` keeps the last `window` normalised scores (1.0 = the thresh
 
 Both need at least `min_count` scores. Used by `nextpatch predict` (its summary) and the service
 (`GET /v1/models/{name}/stats`).
+
+After an update (`nextpatch update`, the service's feedback) the accepted normals lower the scores of
+the images like them, by design, so the calibration median no longer predicts the passing median from
+below: with `updated=True` only a rise of the median counts (the share test is unchanged).
 """
 from __future__ import annotations
 
@@ -24,8 +28,9 @@ MIN_COUNT = 30
 class ScoreMonitor:
     """The recent scores of one model against its calibration (`calibration_` and `threshold_` of a Detector)."""
 
-    def __init__(self, calibration: dict, threshold: float, *, window: int = 500, min_count: int = MIN_COUNT):
-        self.window, self.min_count = window, min_count
+    def __init__(self, calibration: dict, threshold: float, *, window: int = 500, min_count: int = MIN_COUNT,
+                 updated: bool = False):
+        self.window, self.min_count, self.updated = window, min_count, updated
         self.scores: deque[float] = deque(maxlen=window)
         self.total = 0
         threshold = max(float(threshold), 1e-12)
@@ -56,12 +61,14 @@ class ScoreMonitor:
                                f"predicts {p:.1%} (limit {limit:.1%})")
             if len(passing) >= self.min_count and self.std > 0:
                 tol = 3 * 1.2533 * self.std * math.sqrt(1 / len(passing) + 1 / self.n_cal)
-                if abs(median - self.expected_median) > tol:
+                moved = median - self.expected_median
+                if moved > tol or (moved < -tol and not self.updated):
                     reasons.append(f"median score of passing images {median:.3f}; the calibration's is "
                                    f"{self.expected_median:.3f} (tolerance {tol:.3f})")
         return {"count": n, "total": self.total, "window": self.window, "share_above": above / n if n else 0.0,
                 "expected_share": self.expected_share, "median_passing": median,
-                "expected_median": self.expected_median, "drift": bool(reasons), "reasons": reasons}
+                "expected_median": self.expected_median, "updated": self.updated, "drift": bool(reasons),
+                "reasons": reasons}
 
 
 def _median(values: list[float]) -> float | None:

@@ -16,10 +16,10 @@ def add_parser(sub) -> None:
     """Register `update` on the CLI's subparsers."""
     p = sub.add_parser(
         "update", help="add good images to a model without retraining (or --rollback)",
-        description="Mark images as normal: their features join the model's accepted normals, so they and "
-                    "images like them pass, while what differs from them is scored as before (the threshold "
-                    "is kept). Takes seconds, not a training. MODEL_DIR gets a new version and keeps the "
-                    "previous one; --rollback restores it.")
+        description="Mark images as normal: the features of what made them score join the model's accepted "
+                    "normals, so they and images like them pass, while what differs from them is scored as "
+                    "before (the threshold is kept). Takes seconds, not a training. MODEL_DIR gets a new "
+                    "version and keeps the previous one; --rollback restores it.")
     p.add_argument("model", metavar="MODEL_DIR", help="model directory written by `nextpatch train`")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--good", nargs="+", metavar="IMAGE", help="good image files or folders (searched recursively)")
@@ -32,7 +32,11 @@ def update_model(model: str | Path, good, *, device: str | None = None, progress
     """Load MODEL_DIR, absorb `good` (paths, folders or arrays), save it as a new version. Returns the Detector."""
     from .detector import Detector
 
+    good = [good] if isinstance(good, (str, Path)) else list(good)
     detector = Detector.load(model, device=device).update(good, progress=progress)
+    files = [Path(g).name for g in good if isinstance(g, (str, Path))]
+    if files:  # what was added (the summary's "when" is the update's own)
+        detector.training_["updates"][-1]["files"] = files
     detector.save(model, keep_previous=True)
     detector.version_ += 1
     return detector
@@ -51,7 +55,11 @@ def cmd_update(args) -> int:
     if not paths:
         raise NextpatchError(f"no images found in {' '.join(args.good)}")
     start = time.perf_counter()
-    detector = update_model(args.model, paths, device=args.device)
+    try:
+        detector = update_model(args.model, paths, device=args.device)
+    except OSError as exc:  # the save: the directory's nextpatch.json still names the version it had
+        raise NextpatchError(f"{args.model}: the new version could not be written ({exc}); the model directory "
+                             "is unchanged") from None
     info = detector.training_["updates"][-1]
     skipped = len(paths) - info["images"]
     train_s = detector.training_.get("seconds")

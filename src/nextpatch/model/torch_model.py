@@ -102,13 +102,18 @@ class PatternNet(GridMixin, GeneratorMixin, ComparatorMixin, MapsMixin, Accepted
         """
         tokens = self.patchify(imgs)
         pred = self.predict_triplets(tokens)  # (N, T, n, Dt)
+        token_map = self.token_distances(tokens, pred)
+        if self.accepted_bank.shape[0]:
+            token_map = token_map * self.accepted_gate(tokens)
+        return self.apply_mask(self.smooth(token_map)), self.assemble_expected(pred)
+
+    def token_distances(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """The token map before the accepted normals' gate: (N, P, n, Dt), (N, T, n, Dt) -> (N, G*s, G*s)."""
         token_map = self.prediction_map(tokens, pred)
         if self.cfg.memory_layers:
             w = self.cfg.memory_weight
             token_map = (1 - w) * token_map + w * self.memory_scale * self.memory_map(tokens)
-        if self.accepted_bank.shape[0]:
-            token_map = token_map * self.accepted_gate(tokens)
-        return self.apply_mask(self.smooth(token_map)), self.assemble_expected(pred)
+        return token_map
 
 
 # buffers a model file of format < 1.6 lacks: loaded as "nothing accepted, everything inspected"

@@ -25,7 +25,7 @@ from .routes import STATIC, health, models, page
 
 log = logging.getLogger("nextpatch.serve")
 
-PREDICT_PATH = re.compile(r"^/v1/models/[^/]+/predict/?$")
+PREDICT_PATH = re.compile(r"^/v1/models/[^/]+/(predict|feedback)/?$")  # what runs on the inference queue
 DRAIN_LIMIT = 64 << 20  # read and drop at most this much of a refused body, so that the client sees the answer
 
 

@@ -60,19 +60,37 @@ class ServedModel:
 
     def __post_init__(self) -> None:
         if self.monitor is None:
-            self.monitor = ScoreMonitor(self.predictor.calibration_ or {}, self.predictor.threshold_ or 1.0)
+            updated = bool((getattr(self.predictor, "training_", None) or {}).get("updates"))
+            self.monitor = ScoreMonitor(self.predictor.calibration_ or {}, self.predictor.threshold_ or 1.0,
+                                        updated=updated)
 
     def accept_good(self, image: np.ndarray) -> dict:
         """Feedback "this image is normal": update the model in memory, save a new version of its directory
-        (atomically: the previous version is kept), and return the update's summary."""
+        (atomically: the previous version is kept), and return the update's summary.
+
+        If the update or the save fails, the model in memory is put back as it was: what is served is always
+        what the directory's current version holds."""
         if not hasattr(self.predictor, "update") or self.backend != "torch":
             raise NextpatchError(f"model {self.name!r} runs on --backend {self.backend}; feedback updates the torch "
                                  "model: serve it with --backend torch, or run `nextpatch update` and export again")
         with self.lock:  # one update at a time; predictions go on with the old bank until it is swapped
-            self.predictor.update([image])
-            self.predictor.save(self.path, keep_previous=True)
+            net = self.predictor.net_
+            bank, radius = net.accepted_bank, net.accepted_radius.clone()
+            updates = list(self.predictor.training_.get("updates", []))
+            try:
+                self.predictor.update([image])
+                self.predictor.save(self.path, keep_previous=True)
+            except BaseException:
+                net.accepted_bank = bank
+                net.accepted_radius.copy_(radius)
+                if updates:
+                    self.predictor.training_["updates"] = updates
+                else:
+                    self.predictor.training_.pop("updates", None)
+                raise
             self.meta = _read_meta(self.path)
             self.predictor.version_ = int(self.meta.get("version", 1))
+            self.monitor.updated = True
         return self.predictor.training_["updates"][-1]
 
     def info(self) -> dict:

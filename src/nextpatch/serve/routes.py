@@ -179,6 +179,9 @@ def accept_upload(served: ServedModel, data: bytes, filename: str) -> dict:
         info = served.accept_good(image)
     except NextpatchError as exc:
         raise HTTPException(409, str(exc)) from None
+    except OSError as exc:
+        raise HTTPException(500, f"{filename}: the new version could not be saved ({exc}); the model is "
+                                 "unchanged, in memory and on disk") from None
     after = served.predictor.predict(image).score
     return {"model": served.name, "filename": filename, "label": "good", "model_version": served.predictor.version_,
             "score_before": before, "score_after": after, "accepted_rows": info["rows"], "radius": info["radius"],

@@ -86,5 +86,7 @@ class StatsOut(BaseModel):
     expected_share: float = Field(description="what the calibration images predict")
     median_passing: float | None = Field(description="median score of the window's passing images")
     expected_median: float = Field(description="the calibration images' median score")
+    updated: bool = Field(False, description="the model absorbed good images since its calibration: then only "
+                                             "a rise of the passing median counts as drift")
     drift: bool = Field(description="true when either moved beyond what the calibration predicts")
     reasons: list[str] = Field(description="one line per moved statistic")
