@@ -26,7 +26,8 @@ sys.path.insert(0, str(HERE))
 
 
 def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: list[float], knn_depth: int,
-            tile_resolution: int = 0) -> dict:
+            tile_resolution: int = 0, only: set[str] | None = None) -> dict:
+    """Fit once, evaluate the variants (all, or those named in `only`) and the kNN baselines."""
     from knn_baseline import FeatureKNN
 
     from nextpatch.data.layouts import train_images
@@ -45,6 +46,7 @@ def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: 
                 "memory": detector.replace_config(memory_weight=1.0)}
     for w in weights:
         variants[f"both@{w}"] = detector.replace_config(memory_weight=w)
+    variants = {k: v for k, v in variants.items() if not only or k in only}
     rows = {}
     for name, det in variants.items():
         r = evaluate_category(det, category, None, progress=False)
@@ -52,6 +54,8 @@ def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: 
         rows[name] = {"image_auroc": m["image_auroc"], "pixel_auroc": m["pixel_auroc"],
                       "predict_ms": r["predict_ms_per_image"]}
     for name, tiles in [("knn", 0)] + ([("knn-tiled", tile_resolution)] if tile_resolution else []):
+        if only and name not in only:
+            continue
         start = time.perf_counter()
         knn = FeatureKNN(depth=knn_depth, mode="image", coreset=1.0, seed=seed,
                          tile_resolution=tiles).fit(train_images(category))
@@ -66,11 +70,14 @@ def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: 
 
 
 def table(results: list[dict]) -> str:
-    names = list(results[0]["variants"])
+    names = list(dict.fromkeys(n for r in results for n in r["variants"]))
     lines = ["| category | seed | train s | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
     for r in results:
         cells = []
         for n in names:
+            if n not in r["variants"]:
+                cells.append("-")
+                continue
             v = r["variants"][n]
             px = "-" if v["pixel_auroc"] is None else f"{v['pixel_auroc']:.3f}"
             cells.append(f"{v['image_auroc']:.3f} / {px}")
@@ -89,6 +96,8 @@ def main() -> None:
     ap.add_argument("--knn-depth", type=int, default=8)
     ap.add_argument("--tile-resolution", type=int, default=0,
                     help="model.tile_resolution: score tiles of images resized to this long side (0: whole at 224)")
+    ap.add_argument("--only", nargs="*", metavar="VARIANT",
+                    help="evaluate only these (prediction, memory, both@W, knn, knn-tiled); default all")
     ap.add_argument("--out", default=str(HERE / "out" / "real"))
     a = ap.parse_args()
     root = Path(a.data) / a.set
@@ -98,7 +107,8 @@ def main() -> None:
     results = []
     for seed in a.seeds:
         for c in cats:
-            r = run_one(root / c, seed, tuple(a.memory_layers), a.weights, a.knn_depth, a.tile_resolution)
+            r = run_one(root / c, seed, tuple(a.memory_layers), a.weights, a.knn_depth, a.tile_resolution,
+                        set(a.only or ()))
             (out / f"{c}_s{seed}.json").write_text(json.dumps(r, indent=2))
             results.append(r)
             print(json.dumps(r), flush=True)

@@ -179,11 +179,11 @@ class Detector:
         if self.threshold_ is None:
             raise NextpatchError("the detector is not fitted: call fit() or Detector.load() before update()")
         start = time.perf_counter()
-        stack = self._training_stack(images, progress)
-        if len(stack) == 0:
+        inputs = self._read_inputs(images, progress)
+        if not inputs:
             raise DataError("update() got no readable good image")
-        info = self._net().fit_accepted(stack, seed=self.config.train.seed)
-        info.update({"images": int(len(stack)), "seconds": round(time.perf_counter() - start, 2),
+        info = self._net().fit_accepted(self._tiles(inputs), seed=self.config.train.seed)
+        info.update({"images": len(inputs), "seconds": round(time.perf_counter() - start, 2),
                      "when": time.strftime("%Y-%m-%d %H:%M:%S")})
         self.training_.setdefault("updates", []).append(info)
         return self
@@ -326,11 +326,6 @@ class Detector:
         if self.net_ is None:
             raise NextpatchError("the detector is not fitted: call fit() or Detector.load()")
         return self.net_
-
-    def _training_stack(self, images: ImageLike | Iterable[ImageLike],
-                        progress: Callable[[str, int, int, dict], None] | None = None) -> torch.Tensor:
-        """Images as the network learns from them: every tile of each, one (K, 3, S, S) uint8 tensor."""
-        return self._tiles(self._read_inputs(images, progress))
 
     def _tiles(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Working inputs [(3, h, w)] -> all their tiles (K, 3, S, S), same dtype."""
