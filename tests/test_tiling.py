@@ -82,3 +82,16 @@ def test_tiled_model_saves_loads_and_scores_the_same(tiled, large_dataset, tmp_p
     back = Detector.load(tiled.save(tmp_path / "m"))
     assert back.config.model.tile_resolution == 192
     assert back.predict(image).score == pytest.approx(tiled.predict(image).score, rel=1e-5)
+
+
+def test_onnx_backend_scores_tiles_as_torch_does(tiled, large_dataset):
+    """Tiling happens outside the exported graph, so onnxruntime reads the same stitched maps."""
+    pytest.importorskip("onnxruntime")
+    from nextpatch.export import OnnxDetector, export_bytes
+
+    onnx_detector = OnnxDetector.from_bytes(export_bytes(tiled))
+    assert onnx_detector.config.model.tile_resolution == 192
+    images = sorted((large_dataset / "test").rglob("*.png"))[:3]
+    for a, b in zip(tiled.predict_batch(images), onnx_detector.predict_batch(images)):
+        assert a.anomaly_map.shape == b.anomaly_map.shape == (192, 192)
+        assert abs(a.score - b.score) < 1e-3 and float(np.abs(a.anomaly_map - b.anomaly_map).max()) < 1e-3
