@@ -90,11 +90,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def to_model_input(image: np.ndarray, size: int) -> torch.Tensor:
-    """(H, W, 3) float [0, 1] -> (3, size, size) float tensor (antialiased bilinear resize), the whole image."""
-    return to_working_input(image, size, 0)
-
-
 class Detector:
     """Anomaly detector: pattern generation + Siamese comparison + bi-directional inference."""
 
