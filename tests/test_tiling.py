@@ -1,5 +1,6 @@
 """Scoring at (close to) native resolution: overlapping tiles that keep the aspect ratio."""
 import dataclasses
+import importlib.util
 
 import numpy as np
 import pytest
@@ -95,3 +96,30 @@ def test_onnx_backend_scores_tiles_as_torch_does(tiled, large_dataset):
     for a, b in zip(tiled.predict_batch(images), onnx_detector.predict_batch(images)):
         assert a.anomaly_map.shape == b.anomaly_map.shape == (192, 192)
         assert abs(a.score - b.score) < 1e-3 and float(np.abs(a.anomaly_map - b.anomaly_map).max()) < 1e-3
+
+
+def test_a_tiled_model_masks_the_whole_image_in_torch_and_onnx(tiled, large_dataset, tmp_path):
+    """The inspection mask covers the whole image, not each tile: applied to the stitched map, and carried
+    to onnxruntime in the export's metadata."""
+    from nextpatch.detector import Detector
+
+    masked = Detector.load(tiled.save(tmp_path / "m"))
+    mask = np.ones((192, 192), np.float32)
+    mask[:, 96:] = 0.0  # inspect the left half only
+    assert masked.set_mask(mask) == pytest.approx(0.5, abs=0.01)
+    normal = read_image(list_images(large_dataset / "test" / "good")[0])
+    outside, inside = paste_blob(normal, 100, 160, 3)[0], paste_blob(normal, 100, 40, 3)[0]
+    p_out, p_in = masked.predict(outside), masked.predict(inside)
+    assert p_out.anomaly_map[:, 104:].max() == 0.0 and p_in.anomaly_map[:, 104:].max() == 0.0
+    assert p_out.score < tiled.predict(outside).score and p_in.score > p_out.score
+    y, x = np.unravel_index(p_in.anomaly_map.argmax(), p_in.anomaly_map.shape)
+    assert abs(y - 100) <= 12 and abs(x - 40) <= 12
+    back = Detector.load(masked.save(tmp_path / "masked"))  # the mask travels with the model
+    assert back.predict(outside).score == pytest.approx(p_out.score, rel=1e-5)
+    if importlib.util.find_spec("onnxruntime") is not None:
+        from nextpatch.export import OnnxDetector, export_bytes
+
+        onnx_detector = OnnxDetector.from_bytes(export_bytes(masked))
+        for image, p in ((outside, p_out), (inside, p_in)):
+            q = onnx_detector.predict(image)
+            assert abs(q.score - p.score) < 1e-3 and float(np.abs(q.anomaly_map - p.anomaly_map).max()) < 1e-3

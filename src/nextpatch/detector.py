@@ -27,7 +27,7 @@ from .data.io import expand_inputs, read_image
 from .data.layouts import train_images
 from .errors import DataError, ImageError, NextpatchError
 from .model.torch_model import PatternNet
-from .tiling import split_tiles, tiles_of, to_working_input
+from .tiling import apply_mask, split_tiles, tiles_of, to_working_input
 from .train import train
 
 log = logging.getLogger("nextpatch")
@@ -189,9 +189,6 @@ class Detector:
         if isinstance(mask, (str, Path)):
             mask = read_image(mask).mean(axis=2)
         mask = np.asarray(mask, dtype=np.float32)
-        if self.config.model.tile_resolution > 0:
-            raise DataError("an inspection mask is not supported with model.tile_resolution > 0 yet (the mask "
-                            "covers the network's S x S input, not a tiled image): set tile_resolution = 0")
         if mask.ndim != 2:
             raise DataError(f"an inspection mask must be (H, W), got shape {mask.shape}")
         share = self._net().set_mask(torch.from_numpy(mask))
@@ -229,7 +226,8 @@ class Detector:
         tiles, layouts = tiles_of(list(inputs), self.config.model.image_size)
         outs = [self._forward(tiles[i:i + batch_size]) for i in range(0, len(tiles), batch_size)]
         amaps, expected = torch.cat([a for a, _ in outs]), torch.cat([e for _, e in outs])
-        return ([lay.stitch(m) for lay, m in zip(layouts, split_tiles(amaps, layouts))],
+        mask = self._tiled_mask()
+        return ([apply_mask(lay.stitch(m), mask) for lay, m in zip(layouts, split_tiles(amaps, layouts))],
                 [lay.stitch(e) for lay, e in zip(layouts, split_tiles(expected, layouts))])
 
     def _raw_scores(self, images: Sequence[torch.Tensor], batch_size: int = 8) -> np.ndarray:
@@ -321,6 +319,14 @@ class Detector:
         if self.net_ is None:
             raise NextpatchError("the detector is not fitted: call fit() or Detector.load()")
         return self.net_
+
+    def _tiled_mask(self) -> torch.Tensor | None:
+        """The inspection mask (S, S) that `_maps` applies to stitched maps: only a tiled model's, and
+        only when one is set (an untiled network applies its own, inside the exported graph)."""
+        if self.config.model.tile_resolution <= 0:
+            return None
+        mask = self._net().inspect_mask.detach().cpu()
+        return None if bool((mask >= 1).all()) else mask
 
     def _tiles(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Working inputs [(3, h, w)] -> all their tiles (K, 3, S, S), same dtype."""

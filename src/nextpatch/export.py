@@ -28,6 +28,7 @@ ONNX Loop over the batch (`batch_loop`): the batch is dynamic, whatever ops `Pat
 """
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import io
@@ -158,6 +159,9 @@ def export_bytes(detector: Detector, *, weights_sha256: str = "", opset: int = O
             "config": json.dumps(detector.config.to_dict()), "threshold": repr(float(detector.threshold_)),
             "calibration": json.dumps(detector.calibration_), "training": json.dumps(detector.training_),
             "weights_sha256": weights_sha256, "precision": "float32"}
+    mask = detector._tiled_mask()
+    if mask is not None:  # a tiled model's mask applies to stitched maps, outside the graph: it travels here
+        meta["inspect_mask"] = encode_mask(mask)
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=value)
     model.doc_string = "nextpatch anomaly detector: image (N,3,S,S) in [0,1] -> anomaly_map (N,S,S) / threshold, expected_image"
@@ -182,6 +186,19 @@ def export_model(model_dir: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
+def encode_mask(mask: torch.Tensor) -> str:
+    """An inspection mask (S, S) in [0, 1] -> base64 of its values as bytes (0-255), for the metadata."""
+    return base64.b64encode((mask.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes()).decode("ascii")
+
+
+def decode_mask(text: str, size: int) -> torch.Tensor:
+    """The inverse of `encode_mask`: (size, size) float32 in [0, 1]."""
+    data = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
+    if data.size != size * size:
+        raise ValueError(f"inspect_mask holds {data.size} values, not {size} x {size}")
+    return torch.from_numpy(data.reshape(size, size).astype(np.float32) / 255.0)
+
+
 class OnnxDetector(Detector):
     """A Detector whose network runs in onnxruntime: only `_forward` differs from the torch one, so
     everything around it (batching, scores, resizing to the input's size) is the same code."""
@@ -190,6 +207,7 @@ class OnnxDetector(Detector):
         super().__init__(config)
         self.session_ = session
         self.source_ = source
+        self.mask_: torch.Tensor | None = None  # a tiled model's inspection mask (metadata "inspect_mask")
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "<memory>", threads: int = 0, device: str = "cpu") -> "OnnxDetector":
@@ -218,6 +236,7 @@ class OnnxDetector(Detector):
             detector.threshold_ = float(meta["threshold"])
             detector.calibration_ = json.loads(meta.get("calibration", "{}"))
             detector.training_ = json.loads(meta.get("training", "{}"))
+            detector.mask_ = decode_mask(meta["inspect_mask"], config.model.image_size) if "inspect_mask" in meta else None
         except (KeyError, ValueError, TypeError, NextpatchError) as exc:
             raise ModelFileError(f"{source}: bad nextpatch metadata ({exc}); export it again") from None
         detector.weights_sha256_ = meta.get("weights_sha256", "")
@@ -229,6 +248,9 @@ class OnnxDetector(Detector):
         if not path.is_file():
             raise ModelFileError(f"{path}: ONNX file not found (write one with `nextpatch export MODEL_DIR --out {path}`)")
         return cls.from_bytes(path.read_bytes(), source=str(path), **kw)
+
+    def _tiled_mask(self) -> torch.Tensor | None:
+        return self.mask_
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         image = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)

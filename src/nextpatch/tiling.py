@@ -96,3 +96,12 @@ def tiles_of(inputs: list[torch.Tensor], size: int) -> tuple[torch.Tensor, list[
 def split_tiles(tiles: torch.Tensor, layouts: list[Layout]) -> list[torch.Tensor]:
     """The inverse of `tiles_of`'s concatenation: (sum K_i, ...) -> [(K_i, ...)]."""
     return list(torch.split(tiles, [len(lay) for lay in layouts]))
+
+
+def apply_mask(amap: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """A stitched map (h, w) times the whole image's inspection mask (S, S) resized to (h, w); None: unchanged."""
+    if mask is None:
+        return amap
+    resized = F.interpolate(mask[None, None].to(amap.dtype), size=tuple(amap.shape[-2:]), mode="bilinear",
+                            align_corners=False)[0, 0]
+    return amap * resized.clamp(0, 1)

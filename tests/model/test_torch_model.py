@@ -398,6 +398,34 @@ def test_memory_of_normal_is_zero_on_training_tokens_and_far_on_new_ones():
     assert torch.equal(reloaded.memory_bank, net.memory_bank)
 
 
+def test_memory_fit_chooses_among_a_bounded_pool_of_tokens(monkeypatch):
+    """However many training tokens, the coreset sees at most POOL_PER_ROW * memory_size of them (fit time and
+    memory bounded); the bank still covers the training texture and not a region unlike it."""
+    from nextpatch.model import maps, memory
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(**dict(SMALL, comparator_position=False, comparator_view="image", comparator_depth=2,
+                             memory_layers=(3,), memory_size=16))
+    net = PatternNet(cfg).eval()
+    stripes = torch.zeros(12, 3, 64, 64)
+    stripes[:, :, :, ::4] = 1.0
+    stripes += 0.02 * torch.rand_like(stripes)
+    seen_rows = []
+    monkeypatch.setattr(maps, "build_bank", lambda feats, size, seed: (seen_rows.append(len(feats)),
+                                                                        memory.build_bank(feats, size, seed=seed))[1])
+    assert net.fit_memory(stripes, batch_size=5, seed=0) == 16
+    assert seen_rows == [memory.POOL_PER_ROW * 16] < [12 * 256]
+    pool = memory.candidate_pool(12 * 256, 16, seed=0)
+    assert len(set(pool.tolist())) == len(pool) == 128 and bool((pool[1:] > pool[:-1]).all())
+    assert memory.candidate_pool(100, 16) is None  # few tokens: every one is a candidate
+    with torch.no_grad():
+        seen = net.memory_map(net.patchify(stripes[:1]))
+        odd = stripes[:1].clone()
+        odd[:, :, 20:36, 20:36] = torch.rand(1, 3, 16, 16)
+        new = net.memory_map(net.patchify(odd))
+    assert new[0, 6:8, 6:8].min() > 5 * seen.median()
+
+
 def test_greedy_coreset_keeps_a_rare_variant():
     from nextpatch.model.memory import greedy_coreset
 

@@ -91,7 +91,13 @@ class AcceptedMixin:
         return ((d - r) / (ACCEPT_WIDTH * r)).clamp(0, 1).reshape(-1, side, side)
 
     def apply_mask(self, amap: torch.Tensor) -> torch.Tensor:
-        """Pixel map (N, S, S) -> the same with every pixel outside the inspection mask set to 0."""
+        """Pixel map (N, S, S) -> the same with every pixel outside the inspection mask set to 0.
+
+        A tiled model (`tile_resolution` > 0) sees tiles, while the mask covers the whole image: its
+        Detector applies the mask to the stitched map (`nextpatch.tiling.apply_mask`), so here it passes.
+        """
+        if self.cfg.tile_resolution > 0:
+            return amap
         return amap * self.inspect_mask
 
     @torch.no_grad()

@@ -67,11 +67,31 @@ class ComparatorMixin:
         with self.comparator_autocast(tokens.device):
             feats = self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos,
                                     layers=self.cfg.comparator_feature_layers)
-        feats = feats.float().reshape(n_img, k, n_tok, -1)
-        if self.cfg.comparator_color:
-            px = tokens.reshape(n_img, k, n_tok, -1, 3)  # a token's pixels are (ti, tj, C)
-            feats = torch.cat([feats, px.mean(3), px.std(3)], dim=-1)
-        return feats
+        return self.with_color(feats.float().reshape(n_img, k, n_tok, -1), tokens)
+
+    def with_color(self, feats: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Encoder3 features (N, K, m, D) of tokens (N, K, m, Dt) -> with `comparator_color`, each token's
+        mean and std of R, G, B appended (N, K, m, D + 6); else unchanged."""
+        if not self.cfg.comparator_color:
+            return feats
+        px = tokens.reshape(*tokens.shape[:3], -1, 3)  # a token's pixels are (ti, tj, C)
+        return torch.cat([feats, px.mean(3), px.std(3)], dim=-1)
+
+    def encode_real_image(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One Encoder3 pass over the real image for the comparison and the memory of normal ("image" view):
+        tokens (N, P, n, Dt) -> (comparison features (N, 1, L, Dw) as `encode_comparator` gives them,
+        unit memory features (N, L, Dm) as `memory_features` gives them).
+
+        The comparison reads early blocks, the memory deeper ones of the same ViT: the early blocks run once.
+        """
+        cfg = self.cfg
+        layers = tuple(sorted(set(cfg.comparator_feature_layers) | set(cfg.memory_layers)))
+        image = self.image_tokens(tokens)  # (N, L, Dt)
+        with self.comparator_autocast(tokens.device):
+            out = self.comparator(image, layers=layers).float().unflatten(-1, (len(layers), -1))  # (N, L, B, D)
+        comparison = out[:, :, [layers.index(i) for i in cfg.comparator_feature_layers]].flatten(2)
+        memory = out[:, :, [layers.index(i) for i in cfg.memory_layers]].flatten(2)
+        return self.with_color(comparison.unsqueeze(1), image.unsqueeze(1)), F.normalize(memory, dim=-1)
 
     def expected_views(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """Per direction, the image it expected: (N, P, n, Dt), (N, T, n, Dt) -> (N, R, L, Dt), image order.
@@ -162,25 +182,32 @@ class ComparatorMixin:
             real_feats = self.forward_comparator(real, patch_index)
         return 1.0 - (self.forward_comparator(pred, patch_index) * real_feats).sum(-1)
 
-    def triplet_distances(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    def triplet_distances(self, tokens: torch.Tensor, pred: torch.Tensor,
+                          real_feats: torch.Tensor | None = None) -> torch.Tensor:
         """Every triplet's per-token distance, real vs predicted target: (N, P, n, Dt), (N, T, n, Dt) -> (N, T, n).
 
         The Siamese distance (or the pixel one), plus `color_weight * color_scale` times the colour
-        distance when the model has a colour term.
+        distance when the model has a colour term. `real_feats`: the real image's Encoder3 features
+        when already computed ("image" view, `encode_real_image`).
         """
-        dist = self.siamese_distances(tokens, pred)
+        dist = self.siamese_distances(tokens, pred, real_feats)
         if self.cfg.color_weight > 0 and self.cfg.distance == "comparator":
             dist = dist + self.cfg.color_weight * self.color_scale * self.color_distance(pred, tokens[:, self.triplets[:, 2]])
         return dist
 
-    def siamese_distances(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    def siamese_distances(self, tokens: torch.Tensor, pred: torch.Tensor,
+                          real_feats: torch.Tensor | None = None) -> torch.Tensor:
         """`triplet_distances` without the colour term: 1 - cosine of the Siamese features (or pixel L2)."""
         n_img, n_patch, target = tokens.shape[0], self.cfg.grid ** 2, self.triplets[:, 2]
         if self.cfg.distance == "pixel":
             return self.distance(pred, tokens[:, target], target.expand(n_img, -1))
         if self.cfg.comparator_view == "image":  # one pass over the real image and the R expected ones
-            images = torch.cat([self.image_tokens(tokens).unsqueeze(1), self.expected_views(tokens, pred)], dim=1)
-            feats = self.project_comparator(self.encode_comparator(images))  # (N, 1 + R, L, Dc)
+            if real_feats is None:
+                images = torch.cat([self.image_tokens(tokens).unsqueeze(1), self.expected_views(tokens, pred)], dim=1)
+                feats = self.encode_comparator(images)
+            else:
+                feats = torch.cat([real_feats, self.encode_comparator(self.expected_views(tokens, pred))], dim=1)
+            feats = self.project_comparator(feats)  # (N, 1 + R, L, Dc)
             real = feats[:, 0, self.view_index]  # (N, T, n, Dc): each triplet's real target tokens
             return 1.0 - (feats[:, 1 + self.triplet_view.unsqueeze(1), self.view_index] * real).sum(-1)
         # one Encoder3 pass over every real patch (P) and every prediction (T): one batch of P + T

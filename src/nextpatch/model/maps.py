@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..config import DIRECTIONS
 from .geometry import as_float
-from .memory import build_bank, nearest_distance
+from .memory import build_bank, candidate_pool, nearest_distance
 
 
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
@@ -59,9 +59,11 @@ class MapsMixin:
         x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
         return x.squeeze(1)
 
-    def prediction_map(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        """The paper's comparison, fused over directions: (N, P, n, Dt), (N, T, n, Dt) -> (N, G*s, G*s)."""
-        return self.token_grid(self.fuse(self.triplet_distances(tokens, pred)))
+    def prediction_map(self, tokens: torch.Tensor, pred: torch.Tensor,
+                       real_feats: torch.Tensor | None = None) -> torch.Tensor:
+        """The paper's comparison, fused over directions: (N, P, n, Dt), (N, T, n, Dt) -> (N, G*s, G*s).
+        `real_feats`: see `triplet_distances`."""
+        return self.token_grid(self.fuse(self.triplet_distances(tokens, pred, real_feats)))
 
     def memory_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """The real image's features at `memory_layers`: tokens (N, P, n, Dt) -> unit features (N, L, Dm)."""
@@ -69,23 +71,35 @@ class MapsMixin:
             feats = self.comparator(self.image_tokens(tokens), layers=self.cfg.memory_layers)
         return F.normalize(feats.float(), dim=-1)
 
-    def memory_map(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Distance of every token to the memory bank: tokens (N, P, n, Dt) -> (N, G*s, G*s), token resolution."""
+    def memory_map(self, tokens: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
+        """Distance of every token to the memory bank: tokens (N, P, n, Dt) -> (N, G*s, G*s), token resolution.
+        `feats`: the tokens' `memory_features` when already computed."""
         side = self.cfg.grid * self.cfg.tokens_per_side
-        return nearest_distance(self.memory_features(tokens), self.memory_bank).reshape(-1, side, side)
+        if feats is None:
+            feats = self.memory_features(tokens)
+        with self.comparator_autocast(tokens.device):  # the search's products in Encoder3's precision
+            return nearest_distance(feats, self.memory_bank).reshape(-1, side, side)
 
     @torch.no_grad()
     def fit_memory(self, images: torch.Tensor, batch_size: int = 8, seed: int = 0) -> int:
         """Fill the memory bank from normal training images (M, 3, S, S) (uint8 or float in [0, 1]).
 
-        Every token of every image is a candidate; a greedy coreset keeps at most `memory_size` of them.
+        The tokens of the images (at most `POOL_PER_ROW * memory_size` of them, drawn uniformly, so that
+        time and memory stay bounded) are the candidates; a greedy coreset keeps at most `memory_size`.
         Returns the bank's length (0 and nothing set without a memory).
         """
         if not self.cfg.memory_layers:
             return 0
         device = self.memory_bank.device
-        feats = [self.memory_features(self.patchify(as_float(images[i:i + batch_size]).to(device))).flatten(0, 1).cpu()
-                 for i in range(0, len(images), batch_size)]
+        n_tok = (self.cfg.grid * self.cfg.tokens_per_side) ** 2
+        pool = candidate_pool(len(images) * n_tok, self.cfg.memory_size, seed=seed)
+        feats = []
+        for i in range(0, len(images), batch_size):
+            f = self.memory_features(self.patchify(as_float(images[i:i + batch_size]).to(device))).flatten(0, 1).cpu()
+            if pool is not None:  # the pool's indices that fall in this batch's tokens
+                lo, hi = i * n_tok, i * n_tok + len(f)
+                f = f[pool[(pool >= lo) & (pool < hi)] - lo]
+            feats.append(f)
         self.memory_bank = build_bank(torch.cat(feats), self.cfg.memory_size, seed=seed).to(device)
         return len(self.memory_bank)
 

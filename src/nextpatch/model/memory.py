@@ -15,6 +15,11 @@ import torch
 import torch.nn.functional as F
 
 BANK_CHUNK = 8192  # bank rows per matrix product: bounds the (N*L, chunk) similarity block
+# The coreset chooses among at most this many training tokens per bank row, drawn uniformly: fitting's
+# time (the greedy coreset is linear in its candidates per row chosen) and memory then stay bounded
+# however many images (or tiles) the training set has, and a variant covering a few dozen tokens is
+# still kept (a token survives the draw with probability >= 8 * bank rows / training tokens).
+POOL_PER_ROW = 8
 
 
 def nearest_distance(feats: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
@@ -59,3 +64,12 @@ def build_bank(feats: torch.Tensor, size: int, *, seed: int = 0) -> torch.Tensor
     """Training-token features (K, D) -> the memory bank (min(K, size), D), unit rows."""
     feats = F.normalize(feats.float(), dim=-1)
     return feats[greedy_coreset(feats, size, seed=seed)].contiguous()
+
+
+def candidate_pool(total: int, size: int, *, seed: int = 0) -> torch.Tensor | None:
+    """Which of `total` training tokens the coreset may choose from, for a bank of `size` rows:
+    None (all of them) when total <= POOL_PER_ROW * size, else that many sorted indices drawn uniformly."""
+    pool = POOL_PER_ROW * size
+    if total <= pool:
+        return None
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:pool].sort().values

@@ -109,11 +109,12 @@ class PatternNet(GridMixin, GeneratorMixin, ComparatorMixin, MapsMixin, Accepted
 
     def token_distances(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """The token map before the accepted normals' gate: (N, P, n, Dt), (N, T, n, Dt) -> (N, G*s, G*s)."""
-        token_map = self.prediction_map(tokens, pred)
-        if self.cfg.memory_layers:
-            w = self.cfg.memory_weight
-            token_map = (1 - w) * token_map + w * self.memory_scale * self.memory_map(tokens)
-        return token_map
+        if not self.cfg.memory_layers:
+            return self.prediction_map(tokens, pred)
+        real_feats, memory_feats = self.encode_real_image(tokens)  # the real image's early blocks run once
+        w = self.cfg.memory_weight
+        return ((1 - w) * self.prediction_map(tokens, pred, real_feats)
+                + w * self.memory_scale * self.memory_map(tokens, memory_feats))
 
 
 # buffers a model file of format < 1.6 lacks: loaded as "nothing accepted, everything inspected"
