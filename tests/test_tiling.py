@@ -123,3 +123,23 @@ def test_a_tiled_model_masks_the_whole_image_in_torch_and_onnx(tiled, large_data
         for image, p in ((outside, p_out), (inside, p_in)):
             q = onnx_detector.predict(image)
             assert abs(q.score - p.score) < 1e-3 and float(np.abs(q.anomaly_map - p.anomaly_map).max()) < 1e-3
+
+
+def test_a_tiled_model_absorbs_one_marked_image_and_still_fails_a_defect(tiled, large_dataset, tmp_path):
+    """`update` with one image of several tiles: the accepted radius is that image's own spread (its tiles
+    taken together, not as separate images), so the mark passes and a disc of another look still fails.
+    Taken as 4 images, the tiles' spread set a radius 3x as wide and every defect passed (0.13-0.14)."""
+    from nextpatch.detector import Detector
+
+    from .test_feedback import stamp_cross
+
+    normals = [read_image(p) for p in list_images(large_dataset / "test" / "good")]
+    marked = [stamp_cross(x, cy, cx) for x, (cy, cx) in zip(normals, [(40, 150), (100, 30), (160, 100)])]
+    defects = [paste_blob(x, cy, cx, 6)[0] for x, (cy, cx) in zip(normals, [(40, 150), (100, 30), (160, 100)])]
+    copy = Detector.load(tiled.save(tmp_path / "m"))
+    before = [copy.predict(x).score for x in marked]
+    copy.update([marked[0]])
+    info = copy.training_["updates"][-1]
+    assert info["images"] == 1 and info["radius"] > 0
+    assert before[0] > 1.0 and copy.predict(marked[0]).score <= 1.0
+    assert min(copy.predict(x).score for x in defects) > 1.0

@@ -177,7 +177,8 @@ class Detector:
         inputs = self._read_inputs(images, progress)
         if not inputs:
             raise DataError("update() got no readable good image")
-        info = self._net().fit_accepted(self._tiles(inputs), seed=self.config.train.seed)
+        tiles, layouts = tiles_of(inputs, self.config.model.image_size)
+        info = self._net().fit_accepted(tiles, seed=self.config.train.seed, groups=[len(lay) for lay in layouts])
         info.update({"images": len(inputs), "seconds": round(time.perf_counter() - start, 2),
                      "when": time.strftime("%Y-%m-%d %H:%M:%S")})
         self.training_.setdefault("updates", []).append(info)

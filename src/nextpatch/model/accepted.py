@@ -112,8 +112,11 @@ class AcceptedMixin:
         return float(small.mean())
 
     @torch.no_grad()
-    def fit_accepted(self, images: torch.Tensor, batch_size: int = 8, seed: int = 0) -> dict:
+    def fit_accepted(self, images: torch.Tensor, batch_size: int = 8, seed: int = 0,
+                     groups: list[int] | None = None) -> dict:
         """Add normal images (M, 3, S, S) (uint8 or float in [0, 1]) to the accepted bank; widen r to cover them.
+        `groups`: how many consecutive rows of `images` are the tiles of one image (default: one each), so
+        that the radius measures the spread between images, not between the tiles of one.
 
         Only the tokens that make an image score are accepted: those whose distance (before the gate,
         inside the inspection mask) is at least ACCEPT_SHARE of the image's largest. The rest of the image
@@ -133,9 +136,11 @@ class AcceptedMixin:
             feats = self.accept_features(tokens)  # (B, L, D)
             keep = dist >= ACCEPT_SHARE * dist.amax(dim=1, keepdim=True)
             chosen += [f[k].cpu().float() for f, k in zip(feats, keep)]
-            wholes += [f.cpu().float() for f in feats] if len(images) == 1 else []
+            wholes += [f.cpu().float() for f in feats] if len(groups or images) == 1 else []
         bank = self.accepted_bank.cpu().float()
-        distances = leave_one_out_distances(chosen, bank, wholes[0] if wholes else None)
+        ends = torch.tensor(groups or [1] * len(images)).cumsum(0).tolist()
+        per_image = [torch.cat(chosen[a:b]) for a, b in zip([0] + ends[:-1], ends)]
+        distances = leave_one_out_distances(per_image, bank, torch.cat(wholes) if wholes else None)
         radius = float(torch.quantile(distances, ACCEPT_QUANTILE)) if len(distances) else 0.0
         radius = max(radius, float(self.accepted_radius))
         rows = torch.cat([bank, *chosen])
