@@ -87,31 +87,43 @@ def sweep(maps: dict, weights=WEIGHTS, rules=RULES) -> dict:
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def real_set_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every real-data sweep takes: --data, --set, --categories, --seeds, --out."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--data", required=True, help="folder holding dev/ and validation/ (benchmarks/real_data.py)")
     ap.add_argument("--set", default="dev", choices=["dev", "validation"])
     ap.add_argument("--categories", nargs="*")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0])
-    ap.add_argument("--tile-resolution", type=int, default=448)
-    ap.add_argument("--memory-layers", type=int, nargs="+", default=[8])
     ap.add_argument("--out", required=True)
-    a = ap.parse_args()
+    return ap
+
+
+def each_category(a: argparse.Namespace):
+    """Yields (seed, category folder, OUT/<set>/<category>_s<seed> without suffix) for parsed options `a`."""
     root = Path(a.data) / a.set
     cats = a.categories or list(json.loads((root / "manifest.json").read_text())["categories"])
     out = Path(a.out) / a.set
     out.mkdir(parents=True, exist_ok=True)
     for seed in a.seeds:
         for c in cats:
-            cache = out / f"{c}_s{seed}.pt"
-            if cache.exists():
-                maps = torch.load(cache, weights_only=False)
-            else:
-                maps = raw_maps(root / c, seed, a.tile_resolution, tuple(a.memory_layers))
-                torch.save(maps, cache)
-            r = {"category": c, "seed": seed, "train_s": maps["train_s"], "variants": sweep(maps)}
-            (out / f"{c}_s{seed}.json").write_text(json.dumps(r, indent=2))
-            print(json.dumps(r), flush=True)
+            yield seed, root / c, out / f"{c}_s{seed}"
+
+
+def main() -> None:
+    ap = real_set_parser(__doc__)
+    ap.add_argument("--tile-resolution", type=int, default=448)
+    ap.add_argument("--memory-layers", type=int, nargs="+", default=[8])
+    a = ap.parse_args()
+    for seed, category, stem in each_category(a):
+        cache = stem.with_suffix(".pt")
+        if cache.exists():
+            maps = torch.load(cache, weights_only=False)
+        else:
+            maps = raw_maps(category, seed, a.tile_resolution, tuple(a.memory_layers))
+            torch.save(maps, cache)
+        r = {"category": category.name, "seed": seed, "train_s": maps["train_s"], "variants": sweep(maps)}
+        stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
+        print(json.dumps(r), flush=True)
 
 
 if __name__ == "__main__":

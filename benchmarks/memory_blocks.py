@@ -11,7 +11,6 @@ Writes OUT/<set>/<category>_s<seed>.json (image / pixel AUROC per block choice a
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -91,24 +90,16 @@ def run_one(category: Path, seed: int, choices: list[tuple[int, ...]]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="folder holding dev/ and validation/ (benchmarks/real_data.py)")
-    ap.add_argument("--set", default="dev", choices=["dev", "validation"])
-    ap.add_argument("--categories", nargs="*")
-    ap.add_argument("--seeds", type=int, nargs="*", default=[0])
+    from fusion_sweep import each_category, real_set_parser
+
+    ap = real_set_parser(__doc__)
     ap.add_argument("--blocks", nargs="+", default=["5", "8", "8,11"], help="block choices, e.g. 5 8 8,11")
-    ap.add_argument("--out", required=True)
     a = ap.parse_args()
     choices = [tuple(int(b) for b in c.split(",")) for c in a.blocks]
-    root = Path(a.data) / a.set
-    cats = a.categories or list(json.loads((root / "manifest.json").read_text())["categories"])
-    out = Path(a.out) / a.set
-    out.mkdir(parents=True, exist_ok=True)
-    for seed in a.seeds:
-        for c in cats:
-            r = run_one(root / c, seed, choices)
-            (out / f"{c}_s{seed}.json").write_text(json.dumps(r, indent=2))
-            print(json.dumps(r), flush=True)
+    for seed, category, stem in each_category(a):
+        r = run_one(category, seed, choices)
+        stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
+        print(json.dumps(r), flush=True)
 
 
 if __name__ == "__main__":
