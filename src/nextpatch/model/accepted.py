@@ -77,16 +77,17 @@ def leave_one_out_distances(feats: list[torch.Tensor], bank: torch.Tensor,
 class AcceptedMixin:
     """PatternNet's feedback loop: the accepted bank and its gate, the inspection mask."""
 
-    def accept_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Unit features of the real image's tokens: tokens (N, P, n, Dt) -> (N, L, D), image order."""
+    def accept_features(self, tokens: torch.Tensor, memory_feats: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit features of the real image's tokens: tokens (N, P, n, Dt) -> (N, L, D), image order.
+        `memory_feats`: the tokens' memory features when already computed (`encode_real_image`)."""
         if self.cfg.memory_layers:
-            return self.memory_features(tokens)
+            return self.memory_features(tokens) if memory_feats is None else memory_feats
         return self.image_tokens(self.project_comparator(self.encode_real(tokens)))  # (N, P, n, D) -> (N, L, D)
 
-    def accepted_gate(self, tokens: torch.Tensor) -> torch.Tensor:
+    def accepted_gate(self, tokens: torch.Tensor, memory_feats: torch.Tensor | None = None) -> torch.Tensor:
         """Multiplier of each token's distance: tokens (N, P, n, Dt) -> (N, G*s, G*s) in [0, 1]."""
         side = self.cfg.grid * self.cfg.tokens_per_side
-        d = nearest_distance(self.accept_features(tokens), self.accepted_bank)
+        d = nearest_distance(self.accept_features(tokens, memory_feats), self.accepted_bank)
         r = self.accepted_radius.clamp(min=1e-6)
         return ((d - r) / (ACCEPT_WIDTH * r)).clamp(0, 1).reshape(-1, side, side)
 
@@ -131,9 +132,10 @@ class AcceptedMixin:
         for i in range(0, len(images), batch_size):
             tokens = self.patchify(as_float(images[i:i + batch_size]).to(device))
             # where the image scores: the pixel map (smoothed, masked) back at token resolution
-            pixel = self.apply_mask(self.smooth(self.token_distances(tokens, self.predict_triplets(tokens))))
+            real = self.encode_real_image(tokens) if self.cfg.memory_layers else None
+            pixel = self.apply_mask(self.smooth(self.token_distances(tokens, self.predict_triplets(tokens), real)))
             dist = F.adaptive_avg_pool2d(pixel[:, None], side)[:, 0].flatten(1)  # (B, L)
-            feats = self.accept_features(tokens)  # (B, L, D)
+            feats = self.accept_features(tokens, None if real is None else real[1])  # (B, L, D)
             keep = dist >= ACCEPT_SHARE * dist.amax(dim=1, keepdim=True)
             chosen += [f[k].cpu().float() for f, k in zip(feats, keep)]
             wholes += [f.cpu().float() for f in feats] if len(groups or images) == 1 else []

@@ -80,7 +80,7 @@ class ComparatorMixin:
     def encode_real_image(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One Encoder3 pass over the real image for the comparison and the memory of normal ("image" view):
         tokens (N, P, n, Dt) -> (comparison features (N, 1, L, Dw) as `encode_comparator` gives them,
-        unit memory features (N, L, Dm) as `memory_features` gives them).
+        unit features (N, L, Dm) at `memory_layers`, the memory of normal's, `memory_features`).
 
         The comparison reads early blocks, the memory deeper ones of the same ViT: the early blocks run once.
         """

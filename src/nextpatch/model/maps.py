@@ -67,9 +67,7 @@ class MapsMixin:
 
     def memory_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """The real image's features at `memory_layers`: tokens (N, P, n, Dt) -> unit features (N, L, Dm)."""
-        with self.comparator_autocast(tokens.device):
-            feats = self.comparator(self.image_tokens(tokens), layers=self.cfg.memory_layers)
-        return F.normalize(feats.float(), dim=-1)
+        return self.encode_real_image(tokens)[1]
 
     def memory_map(self, tokens: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
         """Distance of every token to the memory bank: tokens (N, P, n, Dt) -> (N, G*s, G*s), token resolution.

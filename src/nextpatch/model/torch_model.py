@@ -102,16 +102,19 @@ class PatternNet(GridMixin, GeneratorMixin, ComparatorMixin, MapsMixin, Accepted
         """
         tokens = self.patchify(imgs)
         pred = self.predict_triplets(tokens)  # (N, T, n, Dt)
-        token_map = self.token_distances(tokens, pred)
+        real = self.encode_real_image(tokens) if self.cfg.memory_layers else None  # read once, used twice
+        token_map = self.token_distances(tokens, pred, real)
         if self.accepted_bank.shape[0]:
-            token_map = token_map * self.accepted_gate(tokens)
+            token_map = token_map * self.accepted_gate(tokens, None if real is None else real[1])
         return self.apply_mask(self.smooth(token_map)), self.assemble_expected(pred)
 
-    def token_distances(self, tokens: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        """The token map before the accepted normals' gate: (N, P, n, Dt), (N, T, n, Dt) -> (N, G*s, G*s)."""
+    def token_distances(self, tokens: torch.Tensor, pred: torch.Tensor,
+                        real: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The token map before the accepted normals' gate: (N, P, n, Dt), (N, T, n, Dt) -> (N, G*s, G*s).
+        `real`: `encode_real_image(tokens)` when already computed (with a memory of normal)."""
         if not self.cfg.memory_layers:
             return self.prediction_map(tokens, pred)
-        real_feats, memory_feats = self.encode_real_image(tokens)  # the real image's early blocks run once
+        real_feats, memory_feats = real if real is not None else self.encode_real_image(tokens)
         w = self.cfg.memory_weight
         return ((1 - w) * self.prediction_map(tokens, pred, real_feats)
                 + w * self.memory_scale * self.memory_map(tokens, memory_feats))
