@@ -323,6 +323,35 @@ def test_bfloat16_comparator_agrees_with_float32():
         ModelConfig(**SMALL, comparator_precision="fp8").validate()
 
 
+def test_bfloat16_inference_casts_weights_once_and_follows_their_changes():
+    """Without gradients the bfloat16 comparator and memory search read copies of their weights cast once:
+    the same numbers as autocast casting them per call, and new ones as soon as a weight or the bank changes."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(**dict(SMALL, comparator_position=False, comparator_view="image", comparator_depth=2,
+                             memory_layers=(2,), comparator_precision="bfloat16"))
+    net = PatternNet(cfg).eval()
+    net.fit_memory(torch.rand(4, 3, 64, 64), seed=0)
+    tokens = net.patchify(torch.rand(2, 3, 64, 64))
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        real = net.encode_real_image(tokens)
+        return real[1], net.memory_map(tokens, real[1])
+
+    with torch.no_grad():
+        cached = both()
+    with torch.enable_grad():  # gradients on: no copies, autocast casts on every call
+        per_call = [t.detach() for t in both()]
+    assert all(torch.equal(a, b) for a, b in zip(cached, per_call))
+    with torch.no_grad():
+        net.comparator.blocks[0].mlp.fc1.weight.mul_(2)  # written in place, as an optimiser or load_state_dict does
+        net.memory_bank = net.memory_bank[: len(net.memory_bank) // 2].clone()  # a new bank, as fit_memory sets
+        changed = both()
+    with torch.enable_grad():
+        expected = [t.detach() for t in both()]
+    assert all(torch.equal(a, b) for a, b in zip(changed, expected))
+    assert not torch.equal(changed[0], cached[0]) and not torch.equal(changed[1], cached[1])
+
+
 def test_image_view_encodes_whole_images():
     """comparator_view = "image": Encoder3 reads the real image and, per direction, the image it expected;
     a token's distance then depends on its neighbourhood, and a perfect prediction still gives 0."""

@@ -65,8 +65,8 @@ class ComparatorMixin:
         if self.cfg.comparator_position and patch_index is not None:
             pos = self.patch_pos[patch_index].reshape(n_img * k, 1, -1)
         with self.comparator_autocast(tokens.device):
-            feats = self.comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos,
-                                    layers=self.cfg.comparator_feature_layers)
+            feats = self.run_comparator(tokens.reshape(n_img * k, n_tok, token_dim), pos,
+                                        layers=self.cfg.comparator_feature_layers)
         return self.with_color(feats.float().reshape(n_img, k, n_tok, -1), tokens)
 
     def with_color(self, feats: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -88,7 +88,7 @@ class ComparatorMixin:
         layers = tuple(sorted(set(cfg.comparator_feature_layers) | set(cfg.memory_layers)))
         image = self.image_tokens(tokens)  # (N, L, Dt)
         with self.comparator_autocast(tokens.device):
-            out = self.comparator(image, layers=layers).float().unflatten(-1, (len(layers), -1))  # (N, L, B, D)
+            out = self.run_comparator(image, layers=layers).float().unflatten(-1, (len(layers), -1))  # (N, L, B, D)
         comparison = out[:, :, [layers.index(i) for i in cfg.comparator_feature_layers]].flatten(2)
         memory = out[:, :, [layers.index(i) for i in cfg.memory_layers]].flatten(2)
         return self.with_color(comparison.unsqueeze(1), image.unsqueeze(1)), F.normalize(memory, dim=-1)
@@ -123,6 +123,39 @@ class ComparatorMixin:
             feats = self.encode_comparator(self.expected_views(tokens, pred))  # (N, R, L, Dw)
             return feats[:, self.triplet_view.unsqueeze(1), self.view_index]
         return self.encode_comparator(pred, self.triplets[:, 2].expand(len(pred), -1))
+
+    def run_comparator(self, *args, **kwargs) -> torch.Tensor:
+        """Encoder3's forward, inside `comparator_autocast`.
+
+        Under a reduced-precision autocast without gradients (inference) its Linear layers read a copy of
+        their weights in that precision (`inference_cast`): autocast would otherwise round the same
+        float32 weights again on every call (14 M values per forward of the default preset's 8 blocks),
+        with the same rounding, so the features are identical to the bit.
+        """
+        dtype = self.inference_dtype(args[0].device)
+        if dtype is None:
+            return self.comparator(*args, **kwargs)
+        weights = {f"{m_name}.{p_name}": p for m_name, m in self.comparator.named_modules()
+                   if isinstance(m, torch.nn.Linear) for p_name, p in m.named_parameters(recurse=False)}
+        return torch.func.functional_call(self.comparator, self.inference_cast("comparator", weights, dtype),
+                                          args, kwargs)
+
+    @staticmethod
+    def inference_dtype(device: torch.device) -> torch.dtype | None:
+        """The autocast dtype when an autocast is on for `device` and gradients are off, else None."""
+        if torch.is_grad_enabled() or not torch.is_autocast_enabled(device.type):
+            return None
+        return torch.get_autocast_dtype(device.type)
+
+    def inference_cast(self, tag: str, tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """`tensors` cast to `dtype` once, cached under `tag` until one of them changes (new data, or
+        written in place); the cache holds the sources, so their memory is not reused while cached.
+        Not in the state dict: saved and exported weights stay float32."""
+        key = (dtype, tuple((t.data_ptr(), t._version) for t in tensors.values()))
+        cache = self.__dict__.setdefault("_inference_casts", {})
+        if tag not in cache or cache[tag][0] != key:
+            cache[tag] = (key, {n: t.detach().to(dtype) for n, t in tensors.items()}, list(tensors.values()))
+        return cache[tag][1]
 
     def comparator_autocast(self, device: torch.device):
         """The context Encoder3 runs in: bfloat16 autocast per `comparator_precision`, else nothing.

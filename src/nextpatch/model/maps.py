@@ -76,7 +76,10 @@ class MapsMixin:
         if feats is None:
             feats = self.memory_features(tokens)
         with self.comparator_autocast(tokens.device):  # the search's products in Encoder3's precision
-            return nearest_distance(feats, self.memory_bank).reshape(-1, side, side)
+            bank, dtype = self.memory_bank, self.inference_dtype(tokens.device)
+            if dtype is not None:  # cast once, not per call (2 ms of 10 for 4 tiles against 16384 rows)
+                bank = self.inference_cast("memory_bank", {"bank": bank}, dtype)["bank"]
+            return nearest_distance(feats, bank).reshape(-1, side, side)
 
     @torch.no_grad()
     def fit_memory(self, images: torch.Tensor, batch_size: int = 8, seed: int = 0) -> int:
