@@ -3,6 +3,7 @@ JSON line, stays healthy; the API key and the bounded queue; the web page in a r
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
 import socket
@@ -115,6 +116,9 @@ class SlowPredictor:
         time.sleep(self.delay)
         return self.detector.predict(image)
 
+    def scale_warning(self, prediction):
+        return self.detector.scale_warning(prediction)
+
 
 def in_process_app(trained, **settings):
     from nextpatch.serve.app import Settings, create_app
@@ -124,6 +128,22 @@ def in_process_app(trained, **settings):
     predictor = SlowPredictor(trained, delay) if delay else trained
     registry = ModelRegistry([ServedModel("m", Path("m"), "torch", predictor)])
     return create_app(registry, Settings(**settings))
+
+
+def test_an_upload_seen_at_another_scale_than_training_carries_a_warning(trained, images):
+    """The answer says when an image was seen at a scale the training images were not (its score means
+    little), and says nothing for an image of the training images' size."""
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    client = TestClient(in_process_app(trained))
+    good = images["good"].read_bytes()
+    same = client.post("/v1/models/m/predict", files={"file": ("good.png", good, "image/png")})
+    assert same.status_code == 200 and same.json()["scale_warning"] is None
+    big = io.BytesIO()  # the same good image three times as large: the model sees it at 1/3 the scale
+    Image.fromarray(np.tile(np.asarray(Image.open(io.BytesIO(good)).convert("RGB")), (3, 3, 1))).save(big, format="PNG")
+    frame = client.post("/v1/models/m/predict", files={"file": ("big.png", big.getvalue(), "image/png")})
+    assert frame.status_code == 200 and "0.33x its pixels" in frame.json()["scale_warning"]
 
 
 def test_api_key_is_required_when_set(trained, images):

@@ -1,6 +1,7 @@
 """Scoring at (close to) native resolution: overlapping tiles that keep the aspect ratio."""
 import dataclasses
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +144,32 @@ def test_a_tiled_model_absorbs_one_marked_image_and_still_fails_a_defect(tiled, 
     assert info["images"] == 1 and info["radius"] > 0
     assert before[0] > 1.0 and copy.predict(marked[0]).score <= 1.0
     assert min(copy.predict(x).score for x in defects) > 1.0
+
+
+def test_an_image_seen_at_another_scale_than_the_training_images_is_flagged(tiled, large_dataset, tmp_path, capsys):
+    """A full camera frame for a model trained on crops is shrunk to the tiles' resolution: its texture is
+    at another scale than the model learnt, so its score means little (the default flagged every such
+    frame in benchmarks/throughput.py). The API and `nextpatch predict` (its summary and the image's line)
+    say so; an image of the training images' size passes silently."""
+    import json
+
+    from PIL import Image
+
+    from nextpatch.cli import main
+
+    assert tiled.training_["input_scale"] == [1.0, 1.0]  # 192 px images scored at 192 px
+    normal = read_image(list_images(large_dataset / "test" / "good")[0])
+    frame = np.tile(normal, (3, 3, 1))  # 576 px of the same good texture, seen at 192 px: 0.33x
+    assert tiled.scale_warning(tiled.predict(normal)) is None
+    assert "0.33x its pixels (576 x 576 px)" in tiled.scale_warning(tiled.predict(frame))
+    assert tiled.scale_warning(tiled.predict(frame[:288, :288])) is None  # 0.67x: within 1.5x of training's
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, image in (("frame.png", frame), ("normal.png", normal)):
+        Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / name)
+    model = tiled.save(tmp_path / "m")
+    main(["predict", str(model), str(folder), "--out", str(tmp_path / "out")])
+    assert "1 of 2 images" in capsys.readouterr().err
+    lines = {Path(x["path"]).name: x for x in map(json.loads, (tmp_path / "out" / "predictions.jsonl").read_text().splitlines())}
+    assert "0.33x" in lines["frame.png"]["scale_warning"] and "scale_warning" not in lines["normal.png"]

@@ -167,6 +167,7 @@ def cmd_predict(args) -> int:
         save_png(out / f"{name}_panel.png", prediction_panel(image, p))
 
     failures = flagged = 0
+    off_scale: list[tuple[Path, str]] = []  # images seen at a scale the training images were not
     monitor = ScoreMonitor(detector.calibration_, detector.threshold_, window=max(500, len(paths)),
                            updated=bool((getattr(detector, "training_", None) or {}).get("updates")))
     bar = _predict_progress(len(paths))
@@ -188,6 +189,9 @@ def cmd_predict(args) -> int:
             if args.save_maps:
                 np.save(out / f"{name}_map.npy", p.anomaly_map.astype(np.float32))
                 line["map"] = str(out / f"{name}_map.npy")
+            if (warning := detector.scale_warning(p)) is not None:
+                off_scale.append((path, warning))
+                line["scale_warning"] = warning
             flagged += p.is_anomalous
             monitor.add(p.score)
             jsonl.write(json.dumps(line) + "\n")
@@ -200,6 +204,9 @@ def cmd_predict(args) -> int:
           + f"; results in {out / 'predictions.jsonl'}")
     for reason in monitor.stats()["reasons"]:
         print(f"drift: {reason}")
+    if off_scale:
+        print(f"warning: {len(off_scale)} of {len(paths) - failures} images, e.g. {off_scale[0][0]}, were "
+              f"{off_scale[0][1]}", file=sys.stderr)
     return 1 if failures or writer.errors else 0
 
 

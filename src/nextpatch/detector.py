@@ -27,7 +27,7 @@ from .data.io import expand_inputs, read_image
 from .data.layouts import train_images
 from .errors import DataError, ImageError, NextpatchError
 from .model.torch_model import PatternNet
-from .tiling import apply_mask, split_tiles, tiles_of, to_working_input
+from .tiling import apply_mask, input_scale, scale_warning, split_tiles, tiles_of, to_working_input
 from .train import train
 
 log = logging.getLogger("nextpatch")
@@ -51,6 +51,11 @@ class Prediction:
     shape: tuple[int, int]       # (H, W) of the input image
     small_map: torch.Tensor = field(repr=False)       # (h', w') float32, same normalisation as `score`
     small_expected: torch.Tensor = field(repr=False)  # (3, h', w') float32 in [0, 1]
+
+    @property
+    def input_scale(self) -> float:
+        """Working pixels per image pixel (`nextpatch.tiling.input_scale`): the scale the network saw."""
+        return input_scale(self.shape, tuple(self.small_map.shape[-2:]))
 
     @cached_property
     def anomaly_map(self) -> np.ndarray:
@@ -121,7 +126,7 @@ class Detector:
         Part of the images (`train.calibration_fraction`) is held out to set the threshold.
         """
         tc = self.config.train
-        inputs = self._read_inputs(images, progress)
+        inputs, scales = self._read_inputs(images, progress)
         min_images = tc.min_calibration_images + 2
         if len(inputs) < min_images:
             raise DataError(f"training needs at least {min_images} good images, got {len(inputs)}")
@@ -145,6 +150,7 @@ class Detector:
             share = self.set_mask(tc.mask)
         self.training_ = train(self.net_, training, tc, progress=progress)
         self.training_["images"] = len(inputs) - n_cal
+        self.training_["input_scale"] = [round(min(scales), 4), round(max(scales), 4)]  # `scale_warning`
         if len(training) != len(inputs) - n_cal:
             self.training_["tiles"] = len(training)
         if self.config.model.memory_layers:
@@ -174,7 +180,7 @@ class Detector:
         if self.threshold_ is None:
             raise NextpatchError("the detector is not fitted: call fit() or Detector.load() before update()")
         start = time.perf_counter()
-        inputs = self._read_inputs(images, progress)
+        inputs, _ = self._read_inputs(images, progress)
         if not inputs:
             raise DataError("update() got no readable good image")
         tiles, layouts = tiles_of(inputs, self.config.model.image_size)
@@ -280,6 +286,11 @@ class Detector:
                                   small_map=m / self.threshold_, small_expected=e))
         return out
 
+    def scale_warning(self, prediction: Prediction) -> str | None:
+        """A line when `prediction`'s image was seen at a scale the training images were not
+        (`nextpatch.tiling.scale_warning`); None when it was, or for a model that did not record its scales."""
+        return scale_warning(self.training_.get("input_scale"), prediction.input_scale, prediction.shape)
+
     def predict_stream(self, paths: Iterable[Path], batch_size: int = 8, readers: int = 1
                        ) -> Iterator[tuple[Path, Prediction | ImageError, np.ndarray | None]]:
         """Score image files as they are read: yields (path, Prediction or the ImageError, image (H, W, 3) or None),
@@ -334,8 +345,10 @@ class Detector:
         return tiles_of(list(inputs), self.config.model.image_size)[0]
 
     def _read_inputs(self, images: ImageLike | Iterable[ImageLike],
-                     progress: Callable[[str, int, int, dict], None] | None = None) -> list[torch.Tensor]:
-        """Images as uint8 working inputs [(3, h', w')] (`model_input`).
+                     progress: Callable[[str, int, int, dict], None] | None = None
+                     ) -> tuple[list[torch.Tensor], list[float]]:
+        """Images as uint8 working inputs [(3, h', w')] (`model_input`), and the scale each is seen at
+        (`nextpatch.tiling.input_scale`).
 
         Images are read and resized one at a time, so memory grows with the working size, not the
         files': 800 images of 1024 x 1024 would take 10 GB as float arrays, 120 MB at 224 x 224. Arrays
@@ -350,7 +363,7 @@ class Detector:
         arrays = [x for x in items if isinstance(x, np.ndarray)]
         files = [Path(x) for x in items if not isinstance(x, np.ndarray)]
         files = expand_inputs(files) if files else []
-        total, out = len(arrays) + len(files), []
+        total, out, scales = len(arrays) + len(files), [], []
         for item in [*arrays, *files]:
             try:
                 image = _check_array(item) if isinstance(item, np.ndarray) else read_image(item)
@@ -358,9 +371,10 @@ class Detector:
                 log.warning("skipped: %s", err)
                 continue
             out.append((self.model_input(image) * 255).round().to(torch.uint8))
+            scales.append(input_scale(image.shape[:2], tuple(out[-1].shape[-2:])))
             if progress is not None:
                 progress("reading images", len(out), total, {})
-        return out
+        return out, scales
 
     def save(self, path: str | Path, *, keep_previous: bool = False) -> Path:
         """Write the model directory; `keep_previous` keeps its current model as the previous version

@@ -30,6 +30,31 @@ def working_size(h: int, w: int, size: int, resolution: int) -> tuple[int, int]:
     return max(size, round(h * scale)), max(size, round(w * scale))
 
 
+def input_scale(shape: tuple[int, int], working: tuple[int, int]) -> float:
+    """Working pixels per image pixel along a side (the geometric mean of the two sides' ratios): an
+    (H, W) image scored at (h', w')."""
+    return math.sqrt(working[0] * working[1] / (shape[0] * shape[1]))
+
+
+SCALE_TOLERANCE = 1.5  # `scale_warning`: how far outside the training images' scales an image may be seen
+
+
+def scale_warning(trained: list[float] | None, scale: float, shape: tuple[int, int]) -> str | None:
+    """A line when an (H, W) image seen at `scale` (`input_scale`) lies outside the training images'
+    scales `trained` [min, max] widened by `SCALE_TOLERANCE` either way; else (or `trained` None) None.
+
+    Images are scored at their working size: with tiles, at most `tile_resolution` px on the long side,
+    so a full camera frame is shrunk where training crops were not; whole, at S x S. A texture and its
+    defects look different at another scale, so such an image scores high whatever it shows.
+    """
+    if not trained or trained[0] / SCALE_TOLERANCE <= scale <= trained[1] * SCALE_TOLERANCE:
+        return None
+    seen = f"{trained[0]:.2f}x" if trained[0] == trained[1] else f"{trained[0]:.2f}-{trained[1]:.2f}x"
+    return (f"seen at {scale:.2f}x its pixels ({shape[1]} x {shape[0]} px), the training images at {seen}: texture "
+            "and defects look different at another scale, so its score means little; predict on images of the "
+            "training images' size (crop them alike), or train on images of this size")
+
+
 def tile_starts(length: int, size: int) -> list[int]:
     """Start offsets of the fewest `size` windows covering [0, length), spread evenly."""
     n = math.ceil(length / size)

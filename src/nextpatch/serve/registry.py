@@ -1,7 +1,7 @@
 """The models a server answers for, loaded once at start, and the bounded queue in front of them.
 
 A *predictor* is anything with `.predict(array) -> Prediction` (score, is_anomalous, anomaly_map,
-expected_image, raw_score) and the fitted attributes of a `Detector` (`threshold_`, `config`,
+expected_image, raw_score), `.scale_warning(prediction) -> str | None` and the fitted attributes of a `Detector` (`threshold_`, `config`,
 `training_`, `calibration_`). `load_predictor` makes one per backend with `nextpatch.export.load_backend`,
 the same loader as `nextpatch predict --backend`.
 """
@@ -36,6 +36,8 @@ class Predictor(Protocol):
     calibration_: dict
 
     def predict(self, image: np.ndarray) -> Any: ...
+
+    def scale_warning(self, prediction: Any) -> str | None: ...
 
 
 def load_predictor(model_dir: str | Path, backend: str = "torch", device: str | None = None) -> Predictor:

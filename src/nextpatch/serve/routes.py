@@ -154,7 +154,8 @@ def score_upload(served: ServedModel, data: bytes, filename: str, want_overlay: 
         raise HTTPException(422, f"{filename}: {exc}") from None
     out = {"model": served.name, "filename": filename, "score": float(p.score), "is_anomalous": bool(p.is_anomalous),
            "threshold": float(served.predictor.threshold_), "raw_score": float(p.raw_score),
-           "width": int(image.shape[1]), "height": int(image.shape[0])}
+           "width": int(image.shape[1]), "height": int(image.shape[0]),
+           "scale_warning": served.predictor.scale_warning(p)}
     if want_overlay or want_panel:
         from ..viz import overlay, prediction_panel
 

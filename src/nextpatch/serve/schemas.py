@@ -63,6 +63,9 @@ class PredictionOut(BaseModel):
     panel_png: str | None = Field(default=None,
                                   description="base64 PNG: actual | expected | heatmap (?panel=true)")
     anomaly_map: AnomalyMap | None = Field(default=None, description="the map itself (?map=true)")
+    scale_warning: str | None = Field(default=None, description="set when the image was seen at a scale the "
+                                      "training images were not (e.g. a full frame for a model trained on crops): "
+                                      "its score means little")
 
 
 class FeedbackOut(BaseModel):

@@ -43,6 +43,7 @@ function show(entry) {
   $("name").textContent = entry.name;
   $("score").textContent = entry.score.toFixed(3);
   $("ms").textContent = entry.ms.toFixed(0);
+  $("scale").textContent = entry.scale_warning ? `warning: this image was ${entry.scale_warning}` : "";
   $("panel").src = `data:image/png;base64,${entry.panel}`;
   current = entry;
   $("accept").hidden = !entry.is_anomalous || entry.accepted;
@@ -107,7 +108,7 @@ async function score(file) {
   if (!response.ok) { setStatus(`${file.name}: ${response.status} ${await errorText(response)}`, true); return; }
   const p = await response.json();
   const entry = { name: file.name, model: p.model, score: p.score, is_anomalous: p.is_anomalous, ms: p.ms,
-                  panel: p.panel_png, file };
+                  panel: p.panel_png, scale_warning: p.scale_warning, file };
   show(entry);
   addToHistory(entry);
   setStatus(`${scored.length} image${scored.length === 1 ? "" : "s"} scored this session`);
