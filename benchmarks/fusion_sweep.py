@@ -11,7 +11,15 @@ them. Image-score rules on the fused map at the working resolution (h', w'):
 - `tile`: mean of the top `score_topk` * S * S pixels, a fixed area in working pixels (1 % of one
   network input), whatever the image's size: tiling no longer dilutes a small defect's score,
 - `max`: the largest pixel.
-Pixel AUROC does not depend on the rule. Writes OUT/<set>/<category>_s<seed>.json and prints a JSON line each.
+Pixel AUROC does not depend on the rule. Fusions at w = 0.75 that are not linear (rows `w0.75/<name>`):
+- `gate`: 0.25 * min(prediction, memory) + 0.75 * memory: the comparison counts only where the memory agrees,
+- `geometric`: prediction^0.25 * memory^0.75.
+With `--whole-memory`, a memory read at a second scale: `benchmarks/knn_baseline.py`'s FeatureKNN on the
+same DINOv2 block 8, whole images at 224 px, full memory, its maps (cached in OUT/<set>/<category>_s<seed>_whole.pt)
+resized to the working size and given the tiled memory's mean and std on the test's good images (a leak
+of one scale and one offset: a bound, not a result); rows `w0.75/whole<a>` fuse the memory term as
+(1 - a) * tiled + a * whole, `w0.75/whole-max` as their maximum.
+Writes OUT/<set>/<category>_s<seed>.json and prints a JSON line each.
 """
 from __future__ import annotations
 
@@ -68,22 +76,57 @@ def raw_maps(category: Path, seed: int, tile_resolution: int, memory_layers: tup
     return out
 
 
+FUSIONS = {  # name -> token map from the prediction's and the memory's (p, m), at w = 0.75
+    "gate": lambda p, m: 0.25 * torch.minimum(p, m) + 0.75 * m,
+    "geometric": lambda p, m: p.clamp(min=0) ** 0.25 * m.clamp(min=0) ** 0.75,
+}
+
+
+def whole_memory_maps(category: Path, seed: int, maps: dict) -> list[torch.Tensor]:
+    """FeatureKNN's whole-image (224 px, block 8, full memory) maps of the test images, at `maps`' working
+    sizes, with the tiled memory's mean and std on the good test images."""
+    from knn_baseline import FeatureKNN
+
+    from nextpatch.data.io import read_image
+    from nextpatch.data.layouts import test_samples, train_images
+    from nextpatch.detector import _resize
+
+    knn = FeatureKNN(depth=8, mode="image", coreset=1.0, seed=seed).fit(train_images(category))
+    samples, _ = test_samples(category)
+    whole = [_resize(torch.from_numpy(knn._raw(knn._load([read_image(s.path)]))[1][0])[None], m.shape)[0]
+             for s, m in zip(samples, maps["memory"])]
+    good = [i for i, label in enumerate(maps["labels"]) if label == 0]
+    tiled, wk = torch.cat([maps["memory"][i].flatten() for i in good]), torch.cat([whole[i].flatten() for i in good])
+    return [(k - wk.mean()) * tiled.std() / wk.std() + tiled.mean() for k in whole]
+
+
 def sweep(maps: dict, weights=WEIGHTS, rules=RULES) -> dict:
     from nextpatch.detector import _resize
     from nextpatch.metrics import image_auroc, pixel_auroc
 
     labels, masks = maps["labels"], maps["masks"]
     with_mask = [i for i, m in enumerate(masks) if m is not None]
-    rows = {}
-    for w in weights:
-        fused = [(1 - w) * p + w * m for p, m in zip(maps["prediction"], maps["memory"])]
+
+    def row(fused: list[torch.Tensor], rules=("frac",)) -> dict:
         px = None
         if any(masks[i].any() for i in with_mask):
             px = pixel_auroc([masks[i] for i in with_mask],
                              [_resize(fused[i][None], masks[i].shape)[0].numpy() for i in with_mask])
-        for rule in rules:
-            scores = [image_score(f, rule, maps["topk"], maps["size"]) for f in fused]
-            rows[f"w{w}/{rule}"] = {"image_auroc": image_auroc(labels, scores), "pixel_auroc": px}
+        return {rule: {"image_auroc": image_auroc(labels, [image_score(f, rule, maps["topk"], maps["size"]) for f in fused]),
+                       "pixel_auroc": px} for rule in rules}
+
+    pm = list(zip(maps["prediction"], maps["memory"]))
+    rows = {}
+    for w in weights:
+        for rule, r in row([(1 - w) * p + w * m for p, m in pm], rules).items():
+            rows[f"w{w}/{rule}"] = r
+    for name, fuse in FUSIONS.items():
+        rows[f"w0.75/{name}"] = row([fuse(p, m) for p, m in pm])["frac"]
+    if "whole" in maps:
+        for a in (0.25, 0.5):
+            rows[f"w0.75/whole{a}"] = row([0.25 * p + 0.75 * ((1 - a) * m + a * k)
+                                           for (p, m), k in zip(pm, maps["whole"])])["frac"]
+        rows["w0.75/whole-max"] = row([0.25 * p + 0.75 * torch.maximum(m, k) for (p, m), k in zip(pm, maps["whole"])])["frac"]
     return rows
 
 
@@ -113,6 +156,8 @@ def main() -> None:
     ap = real_set_parser(__doc__)
     ap.add_argument("--tile-resolution", type=int, default=448)
     ap.add_argument("--memory-layers", type=int, nargs="+", default=[8])
+    ap.add_argument("--whole-memory", action="store_true",
+                    help="add a second memory scale: the kNN baseline's whole-image maps (see above)")
     a = ap.parse_args()
     for seed, category, stem in each_category(a):
         cache = stem.with_suffix(".pt")
@@ -121,6 +166,11 @@ def main() -> None:
         else:
             maps = raw_maps(category, seed, a.tile_resolution, tuple(a.memory_layers))
             torch.save(maps, cache)
+        whole = stem.with_name(stem.name + "_whole.pt")
+        if a.whole_memory:
+            if not whole.exists():
+                torch.save(whole_memory_maps(category, seed, maps), whole)
+            maps["whole"] = torch.load(whole)
         r = {"category": category.name, "seed": seed, "train_s": maps["train_s"], "variants": sweep(maps)}
         stem.with_suffix(".json").write_text(json.dumps(r, indent=2))
         print(json.dumps(r), flush=True)
