@@ -106,30 +106,6 @@ def test_frozen_comparator_keeps_encoder3_and_learns_the_head(tmp_path, tiny_dat
     assert loaded.predict(normals[0]).score == pytest.approx(normal_scores[0], rel=1e-5)
 
 
-def test_heads_on_their_own_comparator_layers(tmp_path, tiny_dataset):
-    """`head_layers`: head 0 reads block 2 only, head 1 blocks 1 and 2; each learns only what it reads."""
-    from dataclasses import replace
-
-    from nextpatch.detector import Detector
-
-    checkpoint = tmp_path / "vit.safetensors"
-    save_file(timm_checkpoint(), str(checkpoint))
-    config = frozen_config(checkpoint, head_ensemble=2)
-    config.model = replace(config.model, comparator_layers=(1, 2), head_layers=((2,), (1, 2))).validate()
-    config.train = replace(config.train, steps=40, comparator_steps=100)
-    net = Detector(config).fit(tiny_dataset).net_
-    weight = net.comparator_head.weight  # rows 0-31: head 0, 32-63: head 1; columns: block 1 then block 2
-    assert torch.count_nonzero(weight[:32, :D]) == 0 and torch.count_nonzero(weight[:32, D:]) > 0
-    assert torch.count_nonzero(weight[32:, :D]) > 0 and torch.count_nonzero(weight[32:, D:]) > 0
-    with pytest.raises(ConfigError, match="head_layers"):
-        replace(config.model, head_layers=((3,), (1, 2))).validate()  # block 3 is not among comparator_layers
-    with pytest.raises(ConfigError, match="head_layers"):
-        replace(config.model, head_layers=((1,),)).validate()  # one entry per head
-    unfrozen = replace(config, train=replace(config.train, freeze_comparator=False))
-    with pytest.raises(ConfigError, match="freeze_comparator"):
-        Detector(unfrozen).fit(tiny_dataset)
-
-
 def test_frozen_comparator_in_the_image_view(tmp_path, tiny_dataset):
     """comparator_view = "image": the heads learn on whole-image features; a pasted defect scores above
     normals, the view survives save / load, and an Encoder3 that would have to learn is refused."""

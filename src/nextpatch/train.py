@@ -169,9 +169,6 @@ def train(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, *,
     encoder3, head = list(net.comparator.parameters()), list(net.comparator_head.parameters())
     is_cmp = {id(p) for p in [*encoder3, *head]}
     generator_params = [p for p in net.parameters() if id(p) not in is_cmp]
-    if net.cfg.head_layers and not cfg.freeze_comparator:
-        raise ConfigError("model.head_layers needs train.freeze_comparator = true (heads on their own layers "
-                          "are trained one by one on frozen features)")
     if net.cfg.comparator_view == "image" and not cfg.freeze_comparator and net.cfg.distance == "comparator":
         raise ConfigError("model.comparator_view = 'image' needs train.freeze_comparator = true (a frozen "
                           "pretrained Encoder3 whose projection heads learn on cached whole-image features)")
@@ -276,7 +273,6 @@ def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: to
     for k in range(k_heads):
         head = torch.nn.Linear(net.comparator_head.in_features, dim).to(device)
         init_weights(head)
-        reads = net.head_input_mask(k)  # (Dw,): the features this head sees (all, unless head_layers)
         params = list(head.parameters())
         opt = _optimizer(params, cfg)
         batches = _Batches(len(images), cfg.comparator_batch_size, gen)
@@ -291,10 +287,10 @@ def _train_head(net: PatternNet, images: torch.Tensor, cfg: TrainConfig, gen: to
             pred = pred_feats[rows, which].float().to(device)  # (B, triplets, n, Dw)
             real = real_feats[rows, version.unsqueeze(1), tgt].float().to(device)
             label = labels[rows, version.unsqueeze(1), tgt].to(device)
-            dist = 1.0 - (F.normalize(head(pred * reads), dim=-1) * F.normalize(head(real * reads), dim=-1)).sum(-1)
+            dist = 1.0 - (F.normalize(head(pred), dim=-1) * F.normalize(head(real), dim=-1)).sum(-1)
             loss = contrastive_loss(dist, label, cfg.contrastive_margin)
             _step(opt, loss, params, cfg.lr * lr_factor(step, per_head, cfg.warmup_steps))
             report("comparator", k * per_head + step + 1, per_head * k_heads, loss)
         with torch.no_grad():
-            net.comparator_head.weight[k * dim:(k + 1) * dim] = head.weight * reads
+            net.comparator_head.weight[k * dim:(k + 1) * dim] = head.weight
             net.comparator_head.bias[k * dim:(k + 1) * dim] = head.bias

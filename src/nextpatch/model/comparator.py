@@ -169,21 +169,6 @@ class ComparatorMixin:
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def head_input_mask(self, k: int) -> torch.Tensor:
-        """(Dw,) 1.0 on the Encoder3 features that head k reads, 0.0 elsewhere (see `head_layers`).
-
-        Features are laid out block by block in `comparator_layers` order, then the colour statistics
-        (read by every head). A head trained on masked features gets zero weights on the rest, so at
-        inference the stacked Linear needs no mask.
-        """
-        cd = self.cfg.comparator_dims[0]
-        mask = torch.ones(self.comparator_head.in_features, device=self.comparator_head.weight.device)
-        if self.cfg.head_layers:
-            for j, layer in enumerate(self.cfg.comparator_feature_layers):
-                if layer not in self.cfg.head_layers[k]:
-                    mask[j * cd:(j + 1) * cd] = 0.0
-        return mask
-
     def project_comparator(self, feats: torch.Tensor) -> torch.Tensor:
         """Encoder3 features (..., Dw) -> unit comparison features (..., K*Dc) through the projection head(s).
 
