@@ -7,7 +7,8 @@ Per category and seed: one Detector fit of the default preset (its memory of nor
 its tiles at `--tile-resolution`; both default to the preset's); its inference-only variants read the
 same fitted weights (`Detector.replace_config`): `prediction` (the paper's comparison alone, the default
 until 2026-12-06), `memory` (memory alone), `both@w` (fused with memory_weight w; the default preset is
-`both@0.75`). Beside them `knn`: `benchmarks/knn_baseline.py`'s FeatureKNN on
+`both@0.75`); named in `--only`, the comparison's parts (`COMPARISON_PARTS`: without the colour term, the
+generator's pixel error instead of the Siamese comparator, min fusion). Beside them `knn`: `benchmarks/knn_baseline.py`'s FeatureKNN on
 the same DINOv2 weights (block `--knn-depth`, full memory, whole images at 224 px, the team's baseline)
 and, with `--tile-resolution R` (nextpatch scores tiles at up to R px, `nextpatch.tiling`), `knn-tiled`:
 the same kNN on the same tiles, so that what tiling earns is not credited to nextpatch's own parts. Metrics from nextpatch's own
@@ -26,8 +27,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
+COMPARISON_PARTS = {  # inference-only variants of the paper's comparison (`Detector.replace_config`)
+    "prediction-siamese": {"color_weight": 0.0},  # the Siamese distance without the colour term
+    "prediction-pixel": {"distance": "pixel", "color_weight": 0.0},  # the generator's pixel error, no comparator
+    "prediction-min": {"fusion": "min"},  # the two directions fused by their minimum instead of the maximum
+}
+
+
 def run_one(category: Path, seed: int, memory_layers: tuple[int, ...] | None, weights: list[float] | None,
-            knn_depth: int, tile_resolution: int | None = None, only: set[str] | None = None) -> dict:
+            knn_depth: int, tile_resolution: int | None = None, only: set[str] | None = None,
+            config_file: Path | None = None) -> dict:
     """Fit once, evaluate the variants (all, or those named in `only`) and the kNN baselines."""
     from knn_baseline import FeatureKNN
 
@@ -36,7 +45,7 @@ def run_one(category: Path, seed: int, memory_layers: tuple[int, ...] | None, we
     from nextpatch.evaluate import evaluate_category
     from nextpatch.presets import DEFAULT_PRESET, preset_config
 
-    config = preset_config(DEFAULT_PRESET)
+    config = preset_config(DEFAULT_PRESET, config_file)
     config.train.seed = seed
     if memory_layers is not None:
         config.model.memory_layers = memory_layers
@@ -53,6 +62,10 @@ def run_one(category: Path, seed: int, memory_layers: tuple[int, ...] | None, we
     for w in weights:
         variants[f"both@{w}"] = detector.replace_config(memory_weight=w)
     variants = {k: v for k, v in variants.items() if not only or k in only}
+    # the comparison's own parts, only when named in `only`: which of them is weak on real data
+    for name, changes in COMPARISON_PARTS.items():
+        if name in (only or ()):
+            variants[name] = detector.replace_config(memory_layers=(), **changes)
     rows = {}
     for name, det in variants.items():
         r = evaluate_category(det, category, None, progress=False)
@@ -104,7 +117,9 @@ def main() -> None:
                     help="model.tile_resolution: score tiles of images resized to this long side (0: whole at 224; "
                          "default: the preset's)"),
     ap.add_argument("--only", nargs="*", metavar="VARIANT",
-                    help="evaluate only these (prediction, memory, both@W, knn, knn-tiled); default all")
+                    help="evaluate only these (prediction, memory, both@W, knn, knn-tiled); default all; "
+                         f"the comparison's parts ({', '.join(COMPARISON_PARTS)}) only when named here")
+    ap.add_argument("--config", type=Path, help="a config file applied on the default preset (nextpatch train --config)")
     ap.add_argument("--out", default=str(HERE / "out" / "real"))
     a = ap.parse_args()
     root = Path(a.data) / a.set
@@ -115,8 +130,7 @@ def main() -> None:
     for seed in a.seeds:
         for c in cats:
             r = run_one(root / c, seed, tuple(a.memory_layers) if a.memory_layers else None, a.weights, a.knn_depth,
-                        a.tile_resolution,
-                        set(a.only or ()))
+                        a.tile_resolution, set(a.only or ()), a.config)
             (out / f"{c}_s{seed}.json").write_text(json.dumps(r, indent=2))
             results.append(r)
             print(json.dumps(r), flush=True)
