@@ -43,7 +43,6 @@ def test_older_minor_version_loads_with_defaults(saved_model, tmp_path):
     meta["format_version"] = "1.0"
     del meta["config"]["model"]["comparator_precision"]  # 1.0 files predate these keys
     del meta["config"]["model"]["color_weight"]
-    del meta["config"]["model"]["comparator_layers"]
     (model / META).write_text(json.dumps(meta))
     loaded = Detector.load(model)
     assert loaded.config.model.comparator_precision == "float32"
@@ -52,11 +51,13 @@ def test_older_minor_version_loads_with_defaults(saved_model, tmp_path):
 
 
 def test_a_removed_option_loads_at_its_default_and_is_refused_otherwise(saved_model, tmp_path):
-    """Files of 1.3-1.7 hold model.head_layers (removed 2026-12-06): at its default they load as before;
-    a model trained with it is refused with why, not with a traceback or an unknown-key error."""
+    """Files of 1.3-1.7 hold model.head_layers and comparator_layers (removed 2026-12-06): at their
+    defaults they load as before; a model trained with one is refused with why, not with a traceback or
+    an unknown-key error."""
     model = copy_model(saved_model, tmp_path)
     meta = json.loads((model / META).read_text())
     meta["config"]["model"]["head_layers"] = []
+    meta["config"]["model"]["comparator_layers"] = []
     (model / META).write_text(json.dumps(meta))
     image = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
     assert Detector.load(model).predict(image).score == pytest.approx(Detector.load(saved_model).predict(image).score,
@@ -64,6 +65,10 @@ def test_a_removed_option_loads_at_its_default_and_is_refused_otherwise(saved_mo
     meta["config"]["model"]["head_layers"] = [[2], [2]]
     (model / META).write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="head_layers .*removed.*retrain"):
+        Detector.load(model)
+    meta["config"]["model"]["head_layers"], meta["config"]["model"]["comparator_layers"] = [], [2, 3]
+    (model / META).write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="comparator_layers .*removed.*retrain"):
         Detector.load(model)
 
 

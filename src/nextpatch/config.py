@@ -37,8 +37,6 @@ class ModelConfig:
     encoder_depth: int = 2         # generator Encoder1 / Encoder2
     decoder_depth: int = 2         # generator decoder (self-attention over queries + cross-attention to F1, F2)
     comparator_depth: int = 2      # Siamese Encoder3
-    comparator_layers: tuple[int, ...] = ()  # Encoder3 blocks (1-based) whose outputs, concatenated, are its
-                                             # features; () = the last block's only
     comparator_dim: int = 64       # output feature size of the comparator's projection head
     head_ensemble: int = 1         # K projection heads, trained independently; the distance is their mean
     comparator_width: int | None = None    # Encoder3's own width / heads / MLP ratio (None: the generator's),
@@ -90,11 +88,6 @@ class ModelConfig:
         if self.comparator_view == "image" and self.comparator_position:
             raise ConfigError("comparator_view = 'image' reads whole images, whose tokens carry their own position; "
                               "set comparator_position = false")
-        self.comparator_layers = tuple(int(i) for i in self.comparator_layers)
-        bad = [i for i in self.comparator_layers if not 1 <= i <= self.comparator_depth]
-        if bad or len(set(self.comparator_layers)) != len(self.comparator_layers):
-            raise ConfigError(f"comparator_layers must be distinct block numbers in 1..comparator_depth "
-                              f"({self.comparator_depth}), got {list(self.comparator_layers)}")
         if self.head_ensemble < 1:
             raise ConfigError(f"head_ensemble must be >= 1, got {self.head_ensemble}")
         self.memory_layers = tuple(int(i) for i in self.memory_layers)
@@ -131,8 +124,8 @@ class ModelConfig:
 
     @property
     def comparator_feature_layers(self) -> tuple[int, ...]:
-        """The comparator blocks whose features the Siamese comparison reads (the last one when unset)."""
-        return self.comparator_layers or (self.comparator_depth,)
+        """The comparator blocks whose features the Siamese comparison reads: its last one."""
+        return (self.comparator_depth,)
 
     @property
     def vit_depth(self) -> int:
@@ -239,7 +232,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
 # Keys that lost and were removed: files written before (models, exports, config files) hold them at their
 # default, which is dropped; any other value is refused with why.
 REMOVED = {"head_layers": ((), "model.head_layers (projection heads on their own comparator blocks) was removed on "
-                               "2026-12-06: it lost on the suite (docs/experiments.md); retrain without it")}
+                               "2026-12-06: it lost on the suite (docs/experiments.md); retrain without it"),
+           "comparator_layers": ((), "model.comparator_layers (several comparator blocks' features concatenated) was "
+                                     "removed on 2026-12-06: it lost on the suite (docs/experiments.md); retrain "
+                                     "without it")}
 
 
 def _build(kind: type, values: dict[str, Any]):

@@ -232,21 +232,6 @@ def test_config_validation():
         ModelConfig(fusion="median").validate()
     with pytest.raises(ConfigError, match="color_weight"):
         ModelConfig(color_weight=-1.0).validate()
-    with pytest.raises(ConfigError, match="comparator_layers"):
-        ModelConfig(comparator_depth=2, comparator_layers=(2, 3)).validate()
-    with pytest.raises(ConfigError, match="comparator_layers"):
-        ModelConfig(comparator_depth=3, comparator_layers=(2, 2)).validate()
-
-
-def test_comparator_layers_widen_the_head_input():
-    torch.manual_seed(0)
-    net = PatternNet(ModelConfig(**SMALL, comparator_depth=3, comparator_layers=(2, 3), head_ensemble=2)).eval()
-    assert net.comparator_head.in_features == 2 * 32
-    img = torch.rand(2, 3, 64, 64)
-    with torch.no_grad():
-        feats = net.encode_comparator(net.patchify(img), torch.arange(16).expand(2, -1))
-        amap, _ = net(img)
-    assert feats.shape == (2, 16, 16, 64) and amap.shape == (2, 64, 64) and torch.isfinite(amap).all()
 
 
 def test_comparator_with_its_own_width_class_token_and_colour():

@@ -68,7 +68,7 @@ class PatternNet(GridMixin, GeneratorMixin, ComparatorMixin, MapsMixin, Accepted
         self.comparator = ViTEncoder(token_dim=token_dim, num_tokens=view_tokens, dim=cd, depth=cfg.vit_depth,
                                      heads=ch, mlp_ratio=cr, class_token=cfg.comparator_class_token)
         # K heads stacked in one Linear: rows [k*Dc, (k+1)*Dc) are head k (see `project_comparator`)
-        feat_dim = cd * max(1, len(cfg.comparator_layers)) + (6 if cfg.comparator_color else 0)
+        feat_dim = cd + (6 if cfg.comparator_color else 0)
         self.comparator_head = nn.Linear(feat_dim, cfg.comparator_dim * cfg.head_ensemble)
 
         if cfg.color_weight > 0:  # set at fit time by `fit_color_scale`; saved with the weights
