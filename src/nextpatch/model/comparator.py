@@ -53,9 +53,10 @@ class ComparatorMixin:
         `patch_index` (N, K), or in the "image" view a whole image (m = L = (G*s)^2 tokens, in image
         order; `patch_index` unused).
 
-        Dw = width, the features of Encoder3's last block. With `comparator_color`, each token's mean and std of R, G, B (normalised pixel units) are
-        appended (Dw = width + 6): pretrained self-supervised features are trained to ignore colour
-        shifts, which are defects here, so the head gets them explicitly and learns their weight.
+        Dw = width, the features of Encoder3's last block. With `comparator_color`, each token's mean
+        and std of R, G, B (normalised pixel units) are appended (Dw = width + 6): pretrained
+        self-supervised features are trained to ignore colour shifts, which are defects here, so the
+        head gets them explicitly and learns their weight.
         """
         n_img, k, n_tok, token_dim = tokens.shape
         pos = None

@@ -1,9 +1,9 @@
 """The models a server answers for, loaded once at start, and the bounded queue in front of them.
 
 A *predictor* is anything with `.predict(array) -> Prediction` (score, is_anomalous, anomaly_map,
-expected_image, raw_score), `.scale_warning(prediction) -> str | None` and the fitted attributes of a `Detector` (`threshold_`, `config`,
-`training_`, `calibration_`). `load_predictor` makes one per backend with `nextpatch.export.load_backend`,
-the same loader as `nextpatch predict --backend`.
+expected_image, raw_score), `.scale_warning(prediction) -> str | None` and the fitted attributes of a
+`Detector` (`threshold_`, `config`, `training_`, `calibration_`). `load_predictor` makes one per backend
+with `nextpatch.export.load_backend`, the same loader as `nextpatch predict --backend`.
 """
 from __future__ import annotations
 
