@@ -34,8 +34,8 @@ FORMAT = "nextpatch-model"
 # takes its default). 1.1: model.comparator_precision (1.0 files load as "float32", as they were trained).
 # 1.2: model.color_weight with the fitted `color_scale` tensor, fusion "max" (older files: no colour term).
 # 1.3: model.comparator_layers and model.head_layers (older files: the last comparator block's features,
-# read by every head, as they were trained). head_layers was removed on 2026-12-06: files holding it at
-# its default load (`config.REMOVED`), others are refused.
+# read by every head, as they were trained). Both were removed on 2026-12-06: files holding them at their
+# defaults load (`config.REMOVED`), others are refused.
 # 1.4: train.texture_steps and train.texture_share (training only; older files load with the rule off).
 # 1.5: model.memory_layers / memory_weight / memory_size with the fitted `memory_bank` and `memory_scale`
 # tensors (older files load without a memory of normal, as they were trained).
